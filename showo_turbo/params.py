@@ -1,0 +1,170 @@
+"""params.yaml -> typed, validated objects.
+
+params.yaml is grouped by pipeline stage (`world:`, ...), as DVC's examples are. Every key is
+required (DVC tracks the values actually used, so nothing may come from a hidden default), and
+every problem is reported in one line naming the dotted key and what is allowed:
+
+    params.yaml: world.colours[2]: unknown colour 'teal'; allowed: red, green, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .shapes import PALETTE, SHAPES, WorldSpec
+
+
+class ParamsError(ValueError):
+    """A params file is malformed; the message names the file and the dotted key."""
+
+
+def _p(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+       doc: str = "") -> Any:
+    meta = {"min": min, "max": max, "choices": choices, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """The Shapes world, its tokenizers and its datasets (stage `world`)."""
+
+    seed: int = _p(0, min=0, doc="seed of every split and sample")
+    image_size: int = _p(32, min=8, doc="image side in pixels")
+    patch_size: int = _p(4, min=1, doc="image tokenizer patch side in pixels; objects snap to this grid")
+    colours: tuple[str, ...] = _p(("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white"),
+                                  choices=tuple(PALETTE), doc="palette subset")
+    shapes: tuple[str, ...] = _p(("circle", "square", "triangle", "diamond"), choices=SHAPES)
+    object_sizes: tuple[int, ...] = _p((2, 3), min=1, doc="object sides in patches")
+    min_gap: int = _p(1, min=1, doc="empty patches between objects (so components never merge)")
+    max_objects: int = _p(4, min=2, max=5, doc="most objects in a scene (counting goes 2..max)")
+    heldout_caption_fraction: float = _p(0.1, min=0.0, max=0.5, doc="compositional captions kept out of training")
+    train_t2i: int = _p(100_000, min=1, doc="T2I training examples")
+    train_mmu: int = _p(50_000, min=1, doc="MMU training examples")
+    eval_prompts_per_category: int = _p(100, min=1)
+    eval_questions_per_type: int = _p(100, min=1)
+    codebook_fit_images: int = _p(5_000, min=1, doc="training images the patch VQ is fitted on")
+    bootstrap: int = _p(1000, min=0, doc="bootstrap resamples for ShapesEval's 95% interval")
+
+    def spec(self) -> WorldSpec:
+        return WorldSpec(colours=self.colours, shapes=self.shapes, image_size=self.image_size,
+                         patch_size=self.patch_size, object_sizes=self.object_sizes, min_gap=self.min_gap,
+                         max_objects=self.max_objects)
+
+    def check(self) -> list[tuple[str, str]]:
+        """Cross-field problems as (key, message)."""
+        errs = []
+        if self.image_size % self.patch_size:
+            errs.append(("patch_size", f"must divide image_size ({self.image_size}), got {self.patch_size}"))
+            return errs
+        grid = self.image_size // self.patch_size
+        if max(self.object_sizes) > grid:
+            errs.append(("object_sizes", f"objects of {max(self.object_sizes)} patches do not fit a {grid}x{grid} grid"))
+        s, g = min(self.object_sizes), self.min_gap
+        per_row = (grid + g) // (s + g)
+        if per_row * per_row < self.max_objects:
+            errs.append(("max_objects", f"{self.max_objects} objects of {s} patches with gap {g} do not fit a "
+                                        f"{grid}x{grid} grid (at most {per_row * per_row})"))
+        return errs
+
+
+@dataclass(frozen=True)
+class Params:
+    world: WorldParams = field(default_factory=WorldParams)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _describe_type(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {typing.get_args(tp)[0].__name__}"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+
+
+def _check_scalar(value: Any, tp, key: str, meta: dict) -> Any:
+    ok = {int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          bool: isinstance(value, bool),
+          str: isinstance(value, str)}[tp]
+    if not ok:
+        raise ParamsError(f"{key}: expected {_describe_type(tp)}, got {value!r}")
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        what = {"colours": "colour", "shapes": "shape"}.get(key.split(".")[-1].split("[")[0], "value")
+        raise ParamsError(f"{key}: unknown {what} {value!r}; allowed: {', '.join(map(str, meta['choices']))}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ParamsError(f"{key}: must be >= {meta['min']}, got {value!r}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ParamsError(f"{key}: must be <= {meta['max']}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def build_dataclass(cls, data: Any, prefix: str = ""):
+    """Validate `data` against dataclass `cls`; `prefix` is the dotted key for messages."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{prefix or 'top level'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in fields:
+            raise ParamsError(f"{prefix}{k}: unknown key; allowed: {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            raise ParamsError(f"{key}: missing (every key must be given so that DVC tracks it)")
+        tp, v = hints[name], data[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = build_dataclass(tp, v, key + ".")
+        elif typing.get_origin(tp) is tuple:
+            if not isinstance(v, list) or not v:
+                raise ParamsError(f"{key}: expected a non-empty list, got {v!r}")
+            elem = typing.get_args(tp)[0]
+            values[name] = tuple(_check_scalar(x, elem, f"{key}[{i}]", f.metadata) for i, x in enumerate(v))
+            dup = sorted({x for x in values[name] if values[name].count(x) > 1}, key=str)
+            if dup:
+                raise ParamsError(f"{key}: duplicate entries {dup}")
+        else:
+            values[name] = _check_scalar(v, tp, key, f.metadata)
+    obj = cls(**values)
+    if hasattr(obj, "check"):
+        for k, msg in obj.check():
+            raise ParamsError(f"{prefix}{k}: {msg}")
+    return obj
+
+
+def parse_params(data: Any, source: str = "params") -> Params:
+    try:
+        return build_dataclass(Params, data, "")
+    except ParamsError as e:
+        raise ParamsError(f"{source}: {e}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
+    return parse_params(data, str(path))
+
+
+def to_dict(params: Any) -> dict:
+    """A params dataclass as a plain dict (lists, not tuples), as written in params.yaml."""
+    def conv(x):
+        if isinstance(x, tuple):
+            return [conv(v) for v in x]
+        if isinstance(x, dict):
+            return {k: conv(v) for k, v in x.items()}
+        return x
+    return conv(dataclasses.asdict(params))

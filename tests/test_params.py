@@ -1,0 +1,73 @@
+"""params.yaml validation: every problem is one line naming the dotted key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from showo_turbo.params import ParamsError, load_params, parse_params, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def error_of(data) -> str:
+    with pytest.raises(ParamsError) as e:
+        parse_params(data, "params.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_shipped_params_and_micro_preset_load_with_the_same_keys():
+    default = load_params(ROOT / "params.yaml")
+    micro = load_params(ROOT / "params" / "micro.yaml")
+
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
+    assert keys(to_dict(default)) == keys(to_dict(micro))
+    assert micro.world.train_t2i < default.world.train_t2i
+
+
+def test_round_trip():
+    data = base()
+    assert to_dict(parse_params(data)) == data
+
+
+@pytest.mark.parametrize("mutate,expect", [
+    (lambda d: d["world"].update(colour_count=3), "params.yaml: world.colour_count: unknown key; allowed: seed, "),
+    (lambda d: d.update(wrld={}), "params.yaml: wrld: unknown key; allowed: world"),
+    (lambda d: d["world"].update(train_t2i=-5), "params.yaml: world.train_t2i: must be >= 1, got -5"),
+    (lambda d: d["world"].update(eval_prompts_per_category=0), "world.eval_prompts_per_category: must be >= 1, got 0"),
+    (lambda d: d["world"]["colours"].__setitem__(2, "teal"), "params.yaml: world.colours[2]: unknown colour 'teal'; allowed: red, green, blue"),
+    (lambda d: d["world"]["shapes"].append("star"), "world.shapes[4]: unknown shape 'star'; allowed: circle, square"),
+    (lambda d: d["world"].update(seed="zero"), "world.seed: expected an integer, got 'zero'"),
+    (lambda d: d["world"].update(seed=True), "world.seed: expected an integer, got True"),
+    (lambda d: d["world"].update(heldout_caption_fraction=0.9), "world.heldout_caption_fraction: must be <= 0.5, got 0.9"),
+    (lambda d: d["world"].update(colours="red"), "world.colours: expected a non-empty list, got 'red'"),
+    (lambda d: d["world"].update(colours=["red", "red"]), "world.colours: duplicate entries ['red']"),
+    (lambda d: d["world"].pop("bootstrap"), "world.bootstrap: missing"),
+    (lambda d: d["world"].update(patch_size=5), "world.patch_size: must divide image_size (32), got 5"),
+    (lambda d: d["world"].update(object_sizes=[2, 9]), "world.object_sizes: objects of 9 patches do not fit a 8x8 grid"),
+    (lambda d: d["world"].update(object_sizes=[4], max_objects=5), "world.max_objects: 5 objects of 4 patches"),
+])
+def test_bad_params_name_the_key(mutate, expect):
+    data = copy.deepcopy(base())
+    mutate(data)
+    assert expect in error_of(data)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world:\n  seed: [1\n")
+    with pytest.raises(ParamsError, match=r"bad.yaml: not valid YAML at line \d"):
+        load_params(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ParamsError, match="top level: expected a mapping"):
+        load_params(bad)
