@@ -1,0 +1,355 @@
+"""The unified Show-o model: a Phi backbone (qk-layernorm on) over one vocabulary of text, Show-o's
+special tokens, image codes and [MASK]; prompt builders; omni-attention masks; training losses.
+
+Sequences (DESIGN.md 1.1):
+    T2I  [PAD..][<|t2i|>][<|sot|>] caption [<|eot|>][<|soi|>] image x N [<|eoi|>]   (caption left-padded)
+    MMU  [<|mmu|>][<|soi|>] image x N [<|eoi|>][<|sot|>] question answer [<|eot|>]
+
+Parameter names equal an official Show-o checkpoint's: the Phi model is held as `self.showo`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+from transformers import PhiConfig, PhiForCausalLM
+
+from .io import atomic_path
+from .tokenization import VocabLayout
+
+NEG_INF = torch.finfo(torch.float32).min
+
+
+@dataclass(frozen=True)
+class ShowoConfig:
+    """One config object for the model: vocabulary layout, sequence sizes, backbone and mask quirks."""
+
+    text_size: int                    # text vocabulary (incl. <|sot|>, <|eot|>); Show-o's specials follow
+    codebook_size: int                # image codes
+    num_image_tokens: int             # N image tokens per image
+    max_caption_tokens: int           # caption words; T2I text part is this + 3 tokens
+    sot_id: int                       # the text tokenizer's bos (<|sot|>) and eos (<|eot|>)
+    eot_id: int
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 6
+    intermediate_size: int = 768
+    max_position_embeddings: int = 256
+    partial_rotary_factor: float = 0.5  # Phi-1.5's
+    rope_theta: float = 10000.0
+    layer_norm_eps: float = 1e-5
+    attn_implementation: str = "eager"  # ~10% faster than sdpa on 2 CPU cores (TRIALS.md)
+    # Omni-attention quirks (Show-o's `rm_pad_in_image=True`: both on).
+    hide_pads_from_image: bool = True
+    hide_pads_from_text: bool = True
+
+    @property
+    def layout(self) -> VocabLayout:
+        return VocabLayout(self.text_size, self.codebook_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.layout.vocab_size
+
+    @property
+    def t2i_length(self) -> int:
+        return self.max_caption_tokens + 3 + self.num_image_tokens + 2
+
+    def phi_config(self) -> PhiConfig:
+        return PhiConfig(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
+                         num_attention_heads=self.num_heads, intermediate_size=self.intermediate_size,
+                         max_position_embeddings=self.max_position_embeddings, partial_rotary_factor=self.partial_rotary_factor,
+                         rope_theta=self.rope_theta, layer_norm_eps=self.layer_norm_eps, qk_layernorm=True,
+                         resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False,
+                         attn_implementation=self.attn_implementation)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ShowoConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)
+
+
+# Backbone sizes. `showo-256` / `showo-512` equal Show-o's (Phi-1.5: vocab 58498, hidden 2048, 24 layers).
+PRESETS: dict[str, dict] = {
+    "micro": dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+    "small": dict(hidden_size=192, num_layers=4, num_heads=6, intermediate_size=768),
+    "base": dict(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=1024),
+    "showo-256": dict(text_size=50295, codebook_size=8192, num_image_tokens=256, max_caption_tokens=125, sot_id=50256, eot_id=50256,
+                      hidden_size=2048, num_layers=24, num_heads=32, intermediate_size=8192, max_position_embeddings=2048),
+    "showo-512": dict(text_size=50295, codebook_size=8192, num_image_tokens=1024, max_caption_tokens=125, sot_id=50256, eot_id=50256,
+                      hidden_size=2048, num_layers=24, num_heads=32, intermediate_size=8192, max_position_embeddings=2048),
+}
+
+
+def preset_config(preset: str, **world) -> ShowoConfig:
+    """`preset` backbone on a world's vocabulary and lengths (ignored for the showo-* presets)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; known: {', '.join(PRESETS)}")
+    values = {**world, **PRESETS[preset]}
+    return ShowoConfig(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts.
+
+
+def t2i_sequences(captions: torch.Tensor, caption_len: torch.Tensor, image_tokens: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """[B, t2i_length] ids. `captions` [B, Lc] are right-padded text ids of length `caption_len`
+    (0 = the unconditional, empty caption); `image_tokens` [B, N] are vocabulary ids."""
+    lay, Lc = cfg.layout, cfg.max_caption_tokens
+    B = image_tokens.shape[0]
+    n = caption_len.long().view(B, 1)
+    j = torch.arange(Lc + 3).view(1, -1)
+    start = Lc - n  # position of <|t2i|>
+    k = (j - start - 2).clamp(0, max(captions.shape[1] - 1, 0))
+    words = captions.long().gather(1, k.expand(B, -1)) if captions.shape[1] else torch.zeros(B, Lc + 3, dtype=torch.long)
+    text = torch.full((B, Lc + 3), lay.pad_id, dtype=torch.long)
+    text = torch.where(j == start, lay.special_id("<|t2i|>"), text)
+    text = torch.where(j == start + 1, cfg.sot_id, text)
+    text = torch.where((j >= start + 2) & (j < Lc + 2), words, text)
+    text[:, -1] = cfg.eot_id
+    soi = torch.full((B, 1), lay.special_id("<|soi|>"), dtype=torch.long)
+    eoi = torch.full((B, 1), lay.special_id("<|eoi|>"), dtype=torch.long)
+    return torch.cat([text, soi, image_tokens.long(), eoi], dim=1)
+
+
+def image_slice(cfg: ShowoConfig) -> slice:
+    """Positions of the N image tokens inside a T2I sequence."""
+    start = cfg.max_caption_tokens + 3 + 1
+    return slice(start, start + cfg.num_image_tokens)
+
+
+def mmu_prefix(image_tokens: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """[B, N + 4]: `[<|mmu|>][<|soi|>] image [<|eoi|>][<|sot|>]`."""
+    lay, B = cfg.layout, image_tokens.shape[0]
+    head = torch.tensor([lay.special_id("<|mmu|>"), lay.special_id("<|soi|>")]).expand(B, 2)
+    tail = torch.tensor([lay.special_id("<|eoi|>"), cfg.sot_id]).expand(B, 2)
+    return torch.cat([head, image_tokens.long(), tail], dim=1)
+
+
+def mmu_sequences(image_tokens: torch.Tensor, question: torch.Tensor, question_len: torch.Tensor, answer: torch.Tensor,
+                  answer_len: torch.Tensor, cfg: ShowoConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training sequences `prefix question answer <|eot|>`, right-padded with PAD, and a bool mask of
+    the positions whose next token is part of the answer (incl. <|eot|>): the MMU loss targets."""
+    B, Lq, La = image_tokens.shape[0], question.shape[1], answer.shape[1]
+    prefix = mmu_prefix(image_tokens, cfg)
+    P = prefix.shape[1]
+    body = torch.full((B, Lq + La + 1), cfg.layout.pad_id, dtype=torch.long)
+    target = torch.zeros(B, P + Lq + La + 1, dtype=torch.bool)
+    for i in range(B):
+        q, a = int(question_len[i]), int(answer_len[i])
+        body[i, :q] = question[i, :q]
+        body[i, q:q + a] = answer[i, :a]
+        body[i, q + a] = cfg.eot_id
+        target[i, P + q - 1:P + q + a] = True  # predicts answer[0..a-1] and <|eot|>
+    return torch.cat([prefix, body], dim=1), target
+
+
+# --------------------------------------------------------------------------------------------
+# Attention masks (additive, [B, 1, L, L]: 0 = may attend, dtype-min = blocked).
+
+
+def additive(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+
+
+def omni_attention_mask(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """Show-o's T2I mask: text rows causal; rows from <|soi|> to <|eoi|> see the whole sequence in
+    both directions; pads hidden from image rows and from the text rows after them (configurable)."""
+    lay = cfg.layout
+    B, L = ids.shape
+    is_pad = ids == lay.pad_id
+    soi, eoi = ids == lay.special_id("<|soi|>"), ids == lay.special_id("<|eoi|>")
+    in_image = (soi.cumsum(1) > eoi.cumsum(1)) | soi | eoi
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    allowed = causal.expand(B, L, L).clone()
+    allowed[in_image.unsqueeze(2).expand(B, L, L)] = True
+    if cfg.hide_pads_from_text:
+        after_pads = ~is_pad & ~in_image
+        allowed &= ~(after_pads.unsqueeze(2) & is_pad.unsqueeze(1))
+    if cfg.hide_pads_from_image:
+        allowed &= ~(in_image.unsqueeze(2) & is_pad.unsqueeze(1))
+    return additive(allowed)
+
+
+def mmu_attention_mask(ids: torch.Tensor, cfg: ShowoConfig, prefix_len: int | None = None) -> torch.Tensor:
+    """Causal, plus the `[<|mmu|>][<|soi|>] image [<|eoi|>]` prefix bidirectional; left pads hidden."""
+    B, L = ids.shape
+    is_pad = ids == cfg.layout.pad_id
+    eoi_pos = (ids == cfg.layout.special_id("<|eoi|>")).long().argmax(1)  # first <|eoi|> per row
+    j = torch.arange(L)
+    in_prefix = j.view(1, L) <= eoi_pos.view(B, 1)
+    allowed = torch.ones(L, L, dtype=torch.bool).tril().expand(B, L, L).clone()
+    allowed |= in_prefix.unsqueeze(2) & in_prefix.unsqueeze(1)
+    allowed &= ~is_pad.unsqueeze(1) | torch.eye(L, dtype=torch.bool)  # a pad row still sees itself
+    return additive(allowed)
+
+
+def mmu_position_ids(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """Positions that skip left pads, so a left-padded prompt has the same positions as an unpadded one."""
+    real = (ids != cfg.layout.pad_id).long()
+    lead = (real.cumsum(1) == 0).sum(1, keepdim=True)  # number of leading pads
+    return (torch.arange(ids.shape[1]).view(1, -1) - lead).clamp(min=0)
+
+
+# --------------------------------------------------------------------------------------------
+# The model.
+
+
+class ShowoModel(nn.Module):
+    def __init__(self, cfg: ShowoConfig):
+        super().__init__()
+        self.config = cfg
+        self.showo = PhiForCausalLM(cfg.phi_config())
+
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.showo.model(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.showo.lm_head(hidden)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits(self.hidden(ids, mask, position_ids))
+
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N, codebook] logits over image codes only at the image positions of T2I sequences."""
+        cfg = self.config
+        mask = omni_attention_mask(ids, cfg) if mask is None else mask
+        h = self.hidden(ids, mask)[:, image_slice(cfg)]
+        w, b = self.showo.lm_head.weight, self.showo.lm_head.bias
+        lo, hi = cfg.layout.code_offset, cfg.layout.code_offset + cfg.codebook_size
+        return F.linear(h, w[lo:hi], b[lo:hi])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Training losses of the base model.
+
+
+def cosine_schedule(t: torch.Tensor) -> torch.Tensor:
+    """Mask ratio for progress t in [0, 1]: cos(t * pi / 2)."""
+    return torch.cos(t * math.pi / 2)
+
+
+def mask_image_tokens(codes: torch.Tensor, cfg: ShowoConfig, generator: torch.Generator | None = None,
+                      min_ratio: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Show-o's training corruption: ratio cos(u*pi/2), u~U(0,1); round(N*ratio) (>= 1) random
+    positions become [MASK]. Returns (vocabulary ids, bool mask of masked positions)."""
+    B, N = codes.shape
+    ratio = cosine_schedule(torch.rand(B, generator=generator)).clamp(min=min_ratio)
+    n_mask = (N * ratio).round().clamp(min=1)
+    rank = torch.rand(B, N, generator=generator).argsort(1).argsort(1)
+    masked = rank < n_mask.view(B, 1)
+    ids = torch.where(masked, cfg.layout.mask_id, codes.long() + cfg.layout.code_offset)
+    return ids, masked
+
+
+def t2i_loss(model: ShowoModel, ids: torch.Tensor, masked: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy at masked image positions, no shift (position i predicts token i), over the full vocabulary."""
+    cfg = model.config
+    h = model.hidden(ids, omni_attention_mask(ids, cfg))[:, image_slice(cfg)]
+    logits = model.logits(h[masked])
+    return F.cross_entropy(logits.float(), codes.long()[masked] + cfg.layout.code_offset)
+
+
+def mmu_loss(model: ShowoModel, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy on the answer (and its <|eot|>) only."""
+    cfg = model.config
+    h = model.hidden(ids, mmu_attention_mask(ids, cfg))
+    logits = model.logits(h[:, :-1][target[:, :-1]])
+    return F.cross_entropy(logits.float(), ids[:, 1:][target[:, :-1]])
+
+
+def lm_loss(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy on `<|sot|> caption <|eot|>` as plain causal text."""
+    cfg = model.config
+    B, Lc = captions.shape
+    ids = torch.full((B, Lc + 2), cfg.layout.pad_id, dtype=torch.long)
+    ids[:, 0] = cfg.sot_id
+    j = torch.arange(Lc + 2).view(1, -1)
+    n = caption_len.long().view(B, 1)
+    ids[:, 1:Lc + 1] = torch.where(j[:, 1:Lc + 1] <= n, captions.long(), cfg.layout.pad_id)
+    ids = torch.where(j == n + 1, cfg.eot_id, ids)
+    valid = j[:, 1:] <= n + 1  # targets: caption words and <|eot|>
+    causal = additive(torch.ones(Lc + 2, Lc + 2, dtype=torch.bool).tril().expand(B, -1, -1))
+    logits = model(ids, causal)[:, :-1][valid]
+    return F.cross_entropy(logits.float(), ids[:, 1:][valid])
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: safetensors weights + the config in the header.
+
+CHECKPOINT_FORMAT = "showo-turbo/model/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or does not fit the expected model."""
+
+
+def save_model(model: ShowoModel, path: str | Path, extra: dict | None = None) -> None:
+    meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(model.config.to_dict()), **(extra or {})}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+
+
+def read_checkpoint(path: str | Path) -> tuple[ShowoConfig, dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise CheckpointError(f"{path}: not a showo-turbo model checkpoint (format {meta.get('format')!r})")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    return ShowoConfig.from_dict(json.loads(meta["config"])), state, meta
+
+
+def load_model(path: str | Path) -> ShowoModel:
+    cfg, state, _ = read_checkpoint(path)
+    model = ShowoModel(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: parameters do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def load_official_showo(folder: str | Path, cfg: ShowoConfig | None = None) -> ShowoModel:
+    """An official Show-o checkpoint folder: `config.json` + `pytorch_model.safetensors`, names `showo.*`."""
+    folder = Path(folder)
+    weights = folder / "pytorch_model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: no pytorch_model.safetensors (expected an official Show-o checkpoint folder)")
+    if cfg is None:
+        conf = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        n_img = int(conf.get("num_vq_tokens", 256))
+        cfg = preset_config("showo-512" if n_img == 1024 else "showo-256")
+    model = ShowoModel(cfg)
+    try:
+        with safe_open(str(weights), "pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys() if k.startswith("showo.")}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: not Show-o's parameters (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
