@@ -48,3 +48,26 @@ def project_root(start: str | Path | None = None) -> Path:
         if (d / "dvc.yaml").is_file():
             return d
     raise FileNotFoundError(f"no dvc.yaml at or above {here}: run from inside the showo-turbo project")
+
+
+def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str]) -> None:
+    """Atomic safetensors write with string metadata in the header."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str = "") -> tuple[dict, dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file; a missing or unreadable file raises
+    `error` with a message naming the file, never a traceback from inside safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: not found{missing_hint}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise error(f"{path}: not a readable safetensors file ({e})") from None

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
-from .io import atomic_path
+from .io import read_safetensors, write_safetensors
 from .tokenization import VocabLayout
 
 NEG_INF = torch.finfo(torch.float32).min
@@ -304,23 +302,13 @@ class CheckpointError(ValueError):
 
 def save_model(model: ShowoModel, path: str | Path, extra: dict | None = None) -> None:
     meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(model.config.to_dict()), **(extra or {})}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    write_safetensors({k: v.detach() for k, v in model.state_dict().items()}, path, meta)
 
 
 def read_checkpoint(path: str | Path) -> tuple[ShowoConfig, dict[str, torch.Tensor], dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(f"{path}: not a showo-turbo model checkpoint (format {meta.get('format')!r})")
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    state, meta = read_safetensors(path, CheckpointError)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a showo-turbo model checkpoint (format {meta.get('format')!r})")
     return ShowoConfig.from_dict(json.loads(meta["config"])), state, meta
 
 
@@ -337,18 +325,13 @@ def load_official_showo(folder: str | Path, cfg: ShowoConfig | None = None) -> S
     """An official Show-o checkpoint folder: `config.json` + `pytorch_model.safetensors`, names `showo.*`."""
     folder = Path(folder)
     weights = folder / "pytorch_model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{folder}: no pytorch_model.safetensors (expected an official Show-o checkpoint folder)")
     if cfg is None:
         conf = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
         n_img = int(conf.get("num_vq_tokens", 256))
         cfg = preset_config("showo-512" if n_img == 1024 else "showo-256")
+    state, _ = read_safetensors(weights, CheckpointError, " (expected an official Show-o checkpoint folder)")
+    state = {k: v for k, v in state.items() if k.startswith("showo.")}  # e.g. skip a vision projector
     model = ShowoModel(cfg)
-    try:
-        with safe_open(str(weights), "pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys() if k.startswith("showo.")}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{weights}: not Show-o's parameters (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .io import atomic_path, load_json, save_json
+from .io import load_json, save_json
 from .model import (ShowoConfig, ShowoModel, load_model, lm_loss, mask_image_tokens, mmu_loss, mmu_sequences,
                     preset_config, save_model, t2i_loss, t2i_sequences)
 from .world import World

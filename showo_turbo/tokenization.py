@@ -13,11 +13,9 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from .io import atomic_path
+from .io import atomic_path, read_safetensors, write_safetensors
 
 # Show-o's special tokens, in Show-o's order, right after the text vocabulary.
 SHOWO_SPECIALS: tuple[str, ...] = ("[PAD]", "<|soi|>", "<|eoi|>", "<|sov|>", "<|eov|>", "<|t2i|>", "<|mmu|>", "<|t2v|>", "<|v2v|>", "<|lvg|>")
@@ -220,21 +218,11 @@ class PatchVQ:
         tensors = {"palette": torch.from_numpy(self.palette.copy()),
                    "patterns": torch.from_numpy(self.patterns.astype(np.uint8))}
         meta = {"format": self.FORMAT, "image_size": str(self.image_size)}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        write_safetensors(tensors, path, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "PatchVQ":
-        path = Path(path)
-        if not path.is_file():
-            raise TokenizerFileError(f"{path}: image tokenizer file not found")
-        try:
-
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-            t = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise TokenizerFileError(f"{path}: not a readable safetensors file ({e})") from None
+        t, meta = read_safetensors(path, TokenizerFileError)
         if meta.get("format") != cls.FORMAT or set(t) != {"palette", "patterns"}:
             raise TokenizerFileError(f"{path}: not a Shapes patch-VQ file (format {meta.get('format')!r}, expected {cls.FORMAT!r})")
         return cls(t["palette"].numpy(), t["patterns"].numpy().astype(bool), int(meta["image_size"]))

@@ -22,12 +22,10 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .evaluate import ShapesEval
-from .io import atomic_path, load_json, save_json
+from .io import load_json, read_safetensors, save_json, write_safetensors
 from .params import ParamsError, WorldParams, build_dataclass, to_dict
 from .shapes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
                      random_scene, render_batch, scene_for_prompt, scene_key, split_captions, vocabulary)
@@ -116,22 +114,12 @@ def pad_tokens(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, kind: str) -> None:
-    meta = {"format": f"{WORLD_FORMAT}/{kind}", "rows": str(len(next(iter(tensors.values()))))}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    write_safetensors(tensors, path, {"format": f"{WORLD_FORMAT}/{kind}", "rows": str(len(next(iter(tensors.values()))))})
 
 
 def load_tensors(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     """Load a world dataset, refusing a file that is missing, corrupt or of another kind."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorldFileError(f"{path}: not found (run `dvc repro world`)")
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WorldFileError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors, meta = read_safetensors(path, WorldFileError, " (run `dvc repro world`)")
     want = f"{WORLD_FORMAT}/{kind}"
     if meta.get("format") != want:
         raise WorldFileError(f"{path}: format {meta.get('format')!r}, expected {want!r}")
