@@ -1,0 +1,336 @@
+"""Samplers, all batched: MaskGIT text-to-image with CFG (Show-o's `t2i_generate`), autoregressive
+decoding with a KV cache, and Jacobi decoding (greedy parallel refinement of n-token blocks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from .model import (ShowoModel, additive, image_slice, mmu_attention_mask, mmu_position_ids, omni_attention_mask,
+                    t2i_sequences)
+
+# --------------------------------------------------------------------------------------------
+# Small helpers (MaskGIT / muse style).
+
+
+def log(t: torch.Tensor, eps: float = 1e-20) -> torch.Tensor:
+    return torch.log(t.clamp(min=eps))
+
+
+def gumbel_noise(shape, generator: torch.Generator | None = None) -> torch.Tensor:
+    """-log(-log(u)), clamped inside both logs: a NaN here silently turns every sampler into 1 step."""
+    u = torch.rand(shape, generator=generator)
+    return -log(-log(u))
+
+
+def mask_schedule(ratio: float) -> float:
+    """Fraction of image tokens still masked after progress `ratio` in [0, 1] (cosine)."""
+    return math.cos(ratio * math.pi / 2)
+
+
+def tokens_to_remask(step: int, steps: int, num_tokens: int, unknown: torch.Tensor, min_remask: int = 1) -> torch.Tensor:
+    """How many positions step `step` (0-based) leaves masked: floor(N cos((k+1)/T pi/2)), clamped to
+    [min_remask, unknown - 1] (Show-o: min 1; its trajectory code: min 0), never above `unknown`."""
+    n = math.floor(num_tokens * mask_schedule((step + 1) / steps))
+    n = torch.minimum(unknown - 1, torch.full_like(unknown, n))
+    return torch.maximum(n, torch.full_like(unknown, min_remask)).clamp(max=unknown).clamp(min=0)
+
+
+def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    if not k or k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+# --------------------------------------------------------------------------------------------
+# MaskGIT text-to-image.
+
+
+@dataclass
+class T2ITrajectory:
+    """states[k]: codes before step k (-1 = masked), states[T] = final. commit_step[b, i]: the step
+    that fixed position i (a position still masked after the last step gets T-1, the step whose
+    sample fills it). probs/indices[k]: top-k of the (CFG) distribution at every position at step k;
+    meaningful where states[k] == -1."""
+
+    states: torch.Tensor        # [T+1, B, N] int
+    commit_step: torch.Tensor   # [B, N] int
+    top_probs: torch.Tensor     # [T, B, N, k] float
+    top_indices: torch.Tensor   # [T, B, N, k] int
+
+
+@dataclass
+class T2IResult:
+    codes: torch.Tensor                      # [B, N] final codes
+    trajectory: T2ITrajectory | None = None
+    forwards: int = 0                        # model forward passes (a CFG pass counts once; its batch is doubled)
+
+
+@torch.no_grad()
+def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, steps: int = 16,
+                 cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
+                 anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
+                 return_trajectory: bool = False, trajectory_top_k: int = 16) -> T2IResult:
+    """MaskGIT sampling as in Show-o's `t2i_generate`.
+
+    Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
+    one doubled batch; (2) sample (multinomial or argmax, optional top-k); known tokens stay;
+    (3) confidence = log p(sampled) + temperature * Gumbel noise, with the temperature annealed by
+    (1 - (k+1)/T), compounded every step (`anneal="showo"`) or not (`"maskgit"`); (4) re-mask the
+    lowest-confidence positions, as many as `tokens_to_remask` says. Returns the last samples (so a
+    position re-masked at the final step is still filled, as in Show-o).
+    """
+    if sample not in ("multinomial", "argmax"):
+        raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
+    if anneal not in ("showo", "maskgit"):
+        raise ValueError(f"anneal must be 'showo' or 'maskgit', got {anneal!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    cfg = model.config
+    lay, N, B = cfg.layout, cfg.num_image_tokens, captions.shape[0]
+    codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
+    empty = torch.zeros(B, dtype=torch.long)
+    use_cfg = cfg_scale != 0
+    states, probs_k, idx_k = [codes.clone()], [], []
+    commit = torch.full((B, N), steps - 1, dtype=torch.long)
+    temp = temperature
+    sl = image_slice(cfg)
+    forwards = 0
+    for k in range(steps):
+        # 1. Logits over codes at image positions (conditional and unconditional in one batch).
+        image_ids = torch.where(codes < 0, lay.mask_id, codes + lay.code_offset)
+        ids = t2i_sequences(captions, caption_len, image_ids, cfg)
+        if use_cfg:
+            ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
+        logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float()
+        forwards += 1
+        if use_cfg:
+            cond, uncond = logits.chunk(2)
+            logits = (1 + cfg_scale) * cond - cfg_scale * uncond
+        logits = top_k_filter(logits, top_k)
+        probs = logits.softmax(-1)
+        # 2. Sample; known tokens stay.
+        if sample == "argmax":
+            sampled = probs.argmax(-1)
+        else:
+            sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(B, N)
+        unknown = codes < 0
+        sampled = torch.where(unknown, sampled, codes)
+        if return_trajectory:
+            p, i = probs.topk(min(trajectory_top_k, probs.shape[-1]), dim=-1)
+            probs_k.append(p.half())
+            idx_k.append(i.to(torch.int16 if cfg.codebook_size < 32768 else torch.int32))
+        # 3. Confidence of the sampled tokens, with annealed Gumbel noise; known tokens never re-masked.
+        ratio = (k + 1) / steps
+        temp = temp * (1 - ratio) if anneal == "showo" else temperature * (1 - ratio)
+        chosen = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+        confidence = log(chosen)
+        if temp > 0:
+            confidence = confidence + temp * gumbel_noise(chosen.shape, generator)
+        confidence = torch.where(unknown, confidence, torch.finfo(confidence.dtype).max)
+        # 4. Re-mask the least confident.
+        n_mask = tokens_to_remask(k, steps, N, unknown.sum(-1), min_remask)
+        order = confidence.argsort(-1)
+        rank = order.argsort(-1)
+        remask = rank < n_mask.unsqueeze(-1)
+        new_codes = torch.where(remask, -1, sampled)
+        commit = torch.where(unknown & ~remask, torch.full_like(commit, k), commit)
+        codes = new_codes
+        states.append(codes.clone())
+        final = sampled
+    traj = None
+    if return_trajectory:
+        traj = T2ITrajectory(torch.stack(states), commit, torch.stack(probs_k), torch.stack(idx_k))
+    return T2IResult(final, traj, forwards)
+
+
+# --------------------------------------------------------------------------------------------
+# Text: AR with a KV cache, and Jacobi decoding.
+
+
+def left_pad(prompts: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    L = max(len(p) for p in prompts)
+    out = torch.full((len(prompts), L), pad_id, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        out[i, L - len(p):] = p
+    return out
+
+
+@dataclass
+class TextResult:
+    tokens: list[list[int]]            # generated tokens per row, up to and including <|eot|> when reached
+    forwards: int                      # forward passes of the batch (prefill counted once)
+    stats: dict = field(default_factory=dict)
+    trajectories: list = field(default_factory=list)
+
+
+class _Decoder:
+    """Shared KV-cache bookkeeping for a left-padded batch of MMU prompts."""
+
+    def __init__(self, model: ShowoModel, prompt: torch.Tensor):
+        self.model, self.cfg = model, model.config
+        self.valid = prompt != self.cfg.layout.pad_id  # [B, P] keys that may be attended
+        self.next_pos = mmu_position_ids(prompt, self.cfg)[:, -1] + 1
+        self.cache = DynamicCache(config=model.showo.config)
+        mask = mmu_attention_mask(prompt, self.cfg)
+        h = model.showo.model(input_ids=prompt, attention_mask=mask, position_ids=mmu_position_ids(prompt, self.cfg),
+                              cache=self.cache, use_cache=True).last_hidden_state
+        self.last_logits = model.logits(h[:, -1]).float()
+
+    def extend(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed `tokens` [B, n] (causal among themselves, seeing every valid cached key); returns logits [B, n, V]."""
+        B, n = tokens.shape
+        past = self.cache.get_seq_length()
+        keys = torch.cat([self.valid, torch.ones(B, n, dtype=torch.bool)], 1)
+        allowed = keys.unsqueeze(1).expand(B, n, past + n).clone()
+        allowed[:, :, past:] &= torch.ones(n, n, dtype=torch.bool).tril()
+        pos = self.next_pos.view(B, 1) + torch.arange(n).view(1, n)
+        h = self.model.showo.model(input_ids=tokens, attention_mask=additive(allowed), position_ids=pos,
+                                   cache=self.cache, use_cache=True).last_hidden_state
+        return self.model.logits(h).float()
+
+    def accept(self, n: int) -> None:
+        self.valid = torch.cat([self.valid, torch.ones(self.valid.shape[0], n, dtype=torch.bool)], 1)
+        self.next_pos = self.next_pos + n
+
+    def rollback(self, n: int) -> None:
+        self.cache.crop(-n)
+
+
+def _done(rows: list[list[int]], eot: int, max_new: int) -> list[bool]:
+    return [eot in r or len(r) >= max_new for r in rows]
+
+
+def _trim(rows: list[list[int]], eot: int, max_new: int) -> list[list[int]]:
+    return [r[: r.index(eot) + 1] if eot in r else r[:max_new] for r in rows]
+
+
+@torch.no_grad()
+def ar_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32, top_k: int | None = None,
+                greedy: bool = True, temperature: float = 1.0, generator: torch.Generator | None = None) -> TextResult:
+    """Autoregressive decoding with a KV cache; `prompt` [B, P] left-padded MMU prompts."""
+    eot = model.config.eot_id
+    dec = _Decoder(model, prompt)
+    rows: list[list[int]] = [[] for _ in range(prompt.shape[0])]
+    logits, forwards = dec.last_logits, 1
+    while not all(_done(rows, eot, max_new_tokens)):
+        if greedy:
+            nxt = logits.argmax(-1)
+        else:
+            probs = (top_k_filter(logits, top_k) / temperature).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        for r, t in zip(rows, nxt.tolist()):
+            r.append(t)
+        if all(_done(rows, eot, max_new_tokens)):
+            break
+        logits = dec.extend(nxt.view(-1, 1))[:, -1]
+        dec.accept(1)
+        forwards += 1
+    out = _trim(rows, eot, max_new_tokens)
+    return TextResult(out, forwards, {"tokens": sum(map(len, out))})
+
+
+def initial_guess(prompt: torch.Tensor, n: int, strategy: str, pad_id: int, vocab: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """First guess for a Jacobi block: random tokens drawn from each prompt's own (non-pad) tokens
+    (Show-o Turbo's choice), random vocabulary tokens, or PADs."""
+    B = prompt.shape[0]
+    if strategy == "prompt":
+        out = torch.empty(B, n, dtype=torch.long)
+        for b in range(B):
+            toks = prompt[b][prompt[b] != pad_id]
+            out[b] = toks[torch.randint(0, len(toks), (n,), generator=generator)]
+        return out
+    if strategy == "random":
+        return torch.randint(0, vocab, (B, n), generator=generator)
+    if strategy == "pad":
+        return torch.full((B, n), pad_id, dtype=torch.long)
+    raise ValueError(f"unknown initial guess {strategy!r}; allowed: prompt, random, pad")
+
+
+@torch.no_grad()
+def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32, block_size: int = 16,
+                    init: str = "prompt", max_iterations: int | None = None, generator: torch.Generator | None = None,
+                    return_trajectories: bool = False) -> TextResult:
+    """Greedy Jacobi decoding: for each block of n tokens, start from a guess and re-predict all n in
+    parallel from the accepted prefix (held in the KV cache) until nothing changes. The fixed point
+    equals greedy AR output. Stops at <|eot|> or `max_new_tokens`.
+
+    Statistics, per row as if decoded alone (`row_forwards`, prefill included) and for the batch
+    (`forwards`); `iterations[block][row]` (the pass that confirms the fixed point included);
+    `fast_forwarded` (tokens beyond the first that joined the correct prefix in the same iteration)
+    and `stationary` (tokens that became final while a token before them was still wrong).
+    """
+    cfg = model.config
+    eot, pad = cfg.eot_id, cfg.layout.pad_id
+    B, n = prompt.shape[0], block_size
+    dec = _Decoder(model, prompt)
+    rows: list[list[int]] = [[] for _ in range(B)]
+    forwards, iterations, fast_forwarded, stationary = 1, [], 0, 0
+    row_forwards = [1] * B
+    trajectories = []
+    limit = max_iterations or n + 1
+    while not all(_done(rows, eot, max_new_tokens)):
+        guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)
+        first = dec.last_logits.argmax(-1)  # the token after the accepted prefix is already known
+        states = [guess.clone()]
+        for it in range(limit):
+            logits = dec.extend(guess)
+            forwards += 1
+            new = torch.cat([first.view(B, 1), logits[:, :-1].argmax(-1)], 1)
+            states.append(new.clone())
+            if torch.equal(new, guess):
+                tail_logits = logits[:, -1]
+                break
+            dec.rollback(n)
+            guess = new
+        else:  # not converged within `limit`: the last guess is exact up to `limit` tokens; recompute its cache
+            logits = dec.extend(guess)
+            forwards += 1
+            tail_logits = logits[:, -1]
+        dec.accept(n)
+        dec.last_logits = tail_logits
+        traj = torch.stack(states)  # [iterations + 1, B, n]
+        final = traj[-1]
+        active = torch.tensor([not d for d in _done(rows, eot, max_new_tokens)])
+        its, ff, st = _block_stats(traj)
+        iterations.append([int(x) if a else 0 for x, a in zip(its, active)])
+        row_forwards = [f + i for f, i in zip(row_forwards, iterations[-1])]
+        fast_forwarded += int(ff[active].sum())
+        stationary += int(st[active].sum())
+        if return_trajectories:
+            trajectories.append(traj)
+        for r, toks, a in zip(rows, final.tolist(), active.tolist()):
+            if a:
+                r.extend(toks)
+    out = _trim(rows, eot, max_new_tokens)
+    stats = {"tokens": sum(map(len, out)), "blocks": len(iterations), "iterations": iterations,
+             "row_forwards": row_forwards, "fast_forwarded": fast_forwarded, "stationary": stationary}
+    return TextResult(out, forwards, stats, trajectories)
+
+
+def _block_stats(traj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of one block's Jacobi states `traj` [S, B, n] (S-1 passes, last state = fixed point):
+    passes a row needed alone (first state equal to the fixed point, plus the confirming pass),
+    fast-forwarded and stationary token counts."""
+    final = traj[-1]
+    correct = traj == final                                   # [S, B, n]
+    same = correct.all(-1)                                    # [S, B]
+    first_final = same.long().argmax(0)                       # first state that is the fixed point
+    iterations = first_final + 1
+    prefix = correct.long().cumprod(-1).sum(-1)               # length of the correct prefix per state
+    gained = (prefix[1:] - prefix[:-1]).clamp(min=0)          # tokens joining the prefix per pass
+    S = traj.shape[0]
+    alive = torch.arange(1, S).view(-1, 1) <= first_final.view(1, -1)
+    fast = ((gained - 1).clamp(min=0) * alive).sum(0)
+    # Token i is stationary if, from the state where it last changed on, it was final before the prefix reached it.
+    changed = torch.cat([torch.ones_like(correct[:1]), traj[1:] != traj[:-1]])  # [S, B, n]
+    last_change = (changed.long() * torch.arange(S).view(-1, 1, 1)).amax(0)      # [B, n]
+    prefix_then = prefix.T.gather(1, last_change)                                # [B, n]
+    stationary = (torch.arange(traj.shape[2]).view(1, -1) >= prefix_then).sum(-1)
+    return iterations, fast, stationary
