@@ -72,6 +72,24 @@ class T2IResult:
 
 
 @torch.no_grad()
+def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor,
+                  cfg_scale: float) -> torch.Tensor:
+    """[B, N, codebook] logits at the image positions; with CFG, `(1+s) cond - s uncond`, the
+    unconditional (empty-caption) rows computed in the same doubled batch. s = 0 is the plain
+    conditional pass."""
+    cfg = model.config
+    ids = t2i_sequences(captions, caption_len, image_ids, cfg)
+    if cfg_scale != 0:
+        empty = torch.zeros(len(ids), dtype=torch.long)
+        ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
+    logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float()
+    if cfg_scale == 0:
+        return logits
+    cond, uncond = logits.chunk(2)
+    return (1 + cfg_scale) * cond - cfg_scale * uncond
+
+
+@torch.no_grad()
 def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, steps: int = 16,
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
                  anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
@@ -94,8 +112,6 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     cfg = model.config
     lay, N, B = cfg.layout, cfg.num_image_tokens, captions.shape[0]
     codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
-    empty = torch.zeros(B, dtype=torch.long)
-    use_cfg = cfg_scale != 0
     states, probs_k, idx_k = [codes.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     temp = temperature
@@ -104,14 +120,8 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         image_ids = torch.where(codes < 0, lay.mask_id, codes + lay.code_offset)
-        ids = t2i_sequences(captions, caption_len, image_ids, cfg)
-        if use_cfg:
-            ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
-        logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float()
+        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale)
         forwards += 1
-        if use_cfg:
-            cond, uncond = logits.chunk(2)
-            logits = (1 + cfg_scale) * cond - cfg_scale * uncond
         logits = top_k_filter(logits, top_k)
         probs = logits.softmax(-1)
         # 2. Sample; known tokens stay.

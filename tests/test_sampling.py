@@ -1,0 +1,152 @@
+"""Samplers against independent expectations: the mask schedule, CFG algebra, AR without a cache,
+and Jacobi == AR token for token."""
+
+import math
+
+import pytest
+import torch
+
+from showo_turbo.model import ShowoModel, additive, mmu_position_ids, mmu_prefix
+from showo_turbo.sampling import (ar_generate, gumbel_noise, guided_logits, initial_guess, jacobi_generate, left_pad,
+                                  t2i_generate)
+from showo_turbo.teacher import model_config_for
+
+
+@pytest.fixture(scope="module")
+def model(micro_world):
+    torch.manual_seed(0)
+    return ShowoModel(model_config_for(micro_world, "micro")).eval()
+
+
+@pytest.fixture(scope="module")
+def captions(micro_world):
+    t = micro_world.t2i_train()
+    return t["caption"][:6], t["caption_len"][:6]
+
+
+@pytest.fixture(scope="module")
+def prompts(micro_world, model):
+    """200 held-out-style MMU prompts: prefix + question."""
+    m, cfg = micro_world.mmu_train(), model.config
+    out = []
+    for i in range(200):
+        prefix = mmu_prefix(m["codes"][i].view(1, -1).long() + cfg.layout.code_offset, cfg)[0]
+        out.append(torch.cat([prefix, m["question"][i, : m["question_len"][i]].long()]))
+    return out
+
+
+def expected_masked_counts(N: int, T: int, min_remask: int = 1) -> list[int]:
+    """Masked positions after each step, straight from DESIGN.md 1.1."""
+    unknown, out = N, []
+    for k in range(T):
+        n = math.floor(N * math.cos((k + 1) / T * math.pi / 2))
+        n = max(min_remask, min(unknown - 1, n))
+        n = min(n, unknown)
+        out.append(n)
+        unknown = n
+    return out
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("min_remask", [1, 0])
+def test_t2i_commits_what_the_schedule_says(model, captions, steps, min_remask):
+    r = t2i_generate(model, *captions, steps=steps, cfg_scale=2.0, min_remask=min_remask, return_trajectory=True,
+                     generator=torch.Generator().manual_seed(0))
+    tr, N = r.trajectory, model.config.num_image_tokens
+    masked = [(tr.states[k + 1] < 0).sum(-1).tolist() for k in range(steps)]
+    assert masked == [[m] * 6 for m in expected_masked_counts(N, steps, min_remask)]
+    assert (tr.states[0] < 0).all() and r.forwards == steps
+    # A position is masked before step k exactly when its commit step is >= k.
+    for k in range(steps + 1):
+        assert torch.equal(tr.states[k] < 0, tr.commit_step >= k) or k == steps
+    # Committed tokens never change, and the result agrees with every committed state.
+    final = tr.states[-1]
+    assert torch.equal(r.codes[final >= 0], final[final >= 0])
+    assert (r.codes >= 0).all() and (r.codes < model.config.codebook_size).all()
+    assert tr.top_probs.shape == (steps, 6, N, 16)
+
+
+def test_gumbel_noise_is_finite():
+    g = gumbel_noise((1_000_000,), torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all()
+
+
+def test_cfg_scale_zero_is_the_conditional_path_and_cfg_algebra_holds(model, captions):
+    cfg = model.config
+    image = torch.full((6, cfg.num_image_tokens), cfg.layout.mask_id)
+    plain = guided_logits(model, *captions, image, 0.0)
+    from showo_turbo.model import omni_attention_mask, t2i_sequences
+    ids = t2i_sequences(*captions, image, cfg)
+    assert torch.equal(plain, model.image_logits(ids, omni_attention_mask(ids, cfg)).float())
+    uncond_ids = t2i_sequences(captions[0][:, :0], torch.zeros(6, dtype=torch.long), image, cfg)
+    uncond = model.image_logits(uncond_ids, omni_attention_mask(uncond_ids, cfg)).float()
+    assert torch.allclose(guided_logits(model, *captions, image, 3.0), 4 * plain - 3 * uncond, atol=1e-4)
+
+
+def test_t2i_is_seeded_and_batch_independent(model, captions):
+    a = t2i_generate(model, *captions, steps=4, generator=torch.Generator().manual_seed(1)).codes
+    b = t2i_generate(model, *captions, steps=4, generator=torch.Generator().manual_seed(1)).codes
+    assert torch.equal(a, b)
+    det = t2i_generate(model, *captions, steps=4, sample="argmax", temperature=0.0, cfg_scale=1.5).codes
+    one = [t2i_generate(model, captions[0][i:i + 1], captions[1][i:i + 1], steps=4, sample="argmax", temperature=0.0,
+                        cfg_scale=1.5).codes for i in range(6)]
+    assert torch.equal(det, torch.cat(one))
+
+
+def test_ar_with_kv_cache_equals_full_recompute(model, prompts):
+    cfg = model.config
+    batch = left_pad(prompts[:8], cfg.layout.pad_id)
+    got = ar_generate(model, batch, max_new_tokens=12).tokens
+    for p, toks in zip(prompts[:8], got):
+        seq, want = p.clone(), []
+        for _ in range(12):
+            L = len(seq)
+            prefix_end = int((seq == cfg.layout.special_id("<|eoi|>")).nonzero()[0])
+            allowed = torch.ones(L, L, dtype=torch.bool).tril()
+            allowed[: prefix_end + 1, : prefix_end + 1] = True
+            logits = model(seq.view(1, -1), additive(allowed.unsqueeze(0)))[0, -1]
+            t = int(logits.argmax())
+            want.append(t)
+            if t == cfg.eot_id:
+                break
+            seq = torch.cat([seq, torch.tensor([t])])
+        assert toks == want
+
+
+@pytest.mark.parametrize("block", [1, 4, 16])
+def test_jacobi_equals_ar_on_200_prompts(model, prompts, block):
+    pad = model.config.layout.pad_id
+    ar = ar_generate(model, left_pad(prompts, pad), max_new_tokens=24)
+    jac = jacobi_generate(model, left_pad(prompts, pad), max_new_tokens=24, block_size=block,
+                          generator=torch.Generator().manual_seed(0))
+    assert jac.tokens == ar.tokens
+    assert all(f >= math.ceil(len(t) / block) + 1 for f, t in zip(jac.stats["row_forwards"], jac.tokens))
+
+
+def test_jacobi_batched_equals_unbatched(model, prompts):
+    pad = model.config.layout.pad_id
+    batched = jacobi_generate(model, left_pad(prompts[:10], pad), max_new_tokens=20, block_size=6)
+    for i in range(10):
+        one = jacobi_generate(model, prompts[i].view(1, -1), max_new_tokens=20, block_size=6)
+        assert one.tokens[0] == batched.tokens[i]
+
+
+def test_jacobi_trajectory_and_initial_guess(model, prompts):
+    pad = model.config.layout.pad_id
+    r = jacobi_generate(model, prompts[0].view(1, -1), max_new_tokens=8, block_size=8, return_trajectories=True,
+                        generator=torch.Generator().manual_seed(0))
+    traj = r.trajectories[0]  # [iterations + 1, 1, 8]
+    assert set(traj[0, 0].tolist()) <= set(prompts[0].tolist())  # guess drawn from the prompt's tokens
+    assert torch.equal(traj[-1], traj[-2])  # ends at a fixed point
+    assert r.stats["iterations"][0][0] <= traj.shape[0] - 1
+    g = initial_guess(left_pad(prompts[:2], pad), 5, "pad", pad, 10)
+    assert (g == pad).all()
+    with pytest.raises(ValueError, match="unknown initial guess"):
+        initial_guess(left_pad(prompts[:2], pad), 5, "zeros", pad, 10)
+
+
+def test_positions_of_left_padded_prompts(model, prompts):
+    batch = left_pad(prompts[:3], model.config.layout.pad_id)
+    pos = mmu_position_ids(batch, model.config)
+    for i, p in enumerate(prompts[:3]):
+        assert pos[i, -len(p):].tolist() == list(range(len(p)))
