@@ -139,3 +139,94 @@ class ShapesEval:
         lo, hi = (np.percentile(boots, [2.5, 97.5]) if bootstrap else (score, score))
         return ShapesEvalResult(score, per, {c: len(idx[c]) for c in cats}, float(lo), float(hi), correct)
 
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps over a model: T2I (ShapesEval per step count and CFG scale) and MMU (answer accuracy).
+
+
+def encode_captions(world, texts: Sequence[str]):
+    """Right-padded caption ids [B, Lc] and lengths for the model's T2I prompts."""
+    import torch
+    from .world import pad_tokens
+    ids = world.text.encode_batch(list(texts))
+    caps, lens = pad_tokens(ids, world.summary["lengths"]["caption"], world.layout.pad_id)
+    return caps.long(), lens.long()
+
+
+def generate_images(model, world, prompts: Sequence[Prompt], steps: int, cfg_scale: float = 0.0, batch_size: int = 64,
+                    seed: int = 0, **sampler) -> np.ndarray:
+    """Images for `prompts` from the MaskGIT sampler, decoded by the world's image tokenizer."""
+    import torch
+    from .sampling import t2i_generate
+    caps, lens = encode_captions(world, [p.text for p in prompts])
+    g = torch.Generator().manual_seed(seed)
+    codes = []
+    for i in range(0, len(prompts), batch_size):
+        r = t2i_generate(model, caps[i:i + batch_size], lens[i:i + batch_size], steps=steps, cfg_scale=cfg_scale,
+                         generator=g, **sampler)
+        codes.append(r.codes)
+    g_h, g_w = world.vq.grid_shape
+    return world.vq.decode(torch.cat(codes).view(-1, g_h, g_w).numpy())
+
+
+def t2i_sweep(model, world, prompts: Sequence[Prompt], steps: Sequence[int], cfg_scales: Sequence[float],
+              bootstrap: int = 1000, seed: int = 0, progress: bool = True, **sampler) -> dict[str, dict]:
+    """{'steps_<T>.cfg_<s>': ShapesEval dict} for every step count and CFG scale."""
+    from tqdm.auto import tqdm
+    scorer = ShapesEval(world.spec)
+    out = {}
+    grid = [(t, s) for t in steps for s in cfg_scales]
+    for t, s in tqdm(grid, desc="T2I sweep", disable=not progress):
+        images = generate_images(model, world, prompts, t, s, seed=seed, **sampler)
+        out[f"steps_{t}.cfg_{s:g}"] = scorer.score(images, prompts, bootstrap, seed).to_dict()
+    return out
+
+
+def mmu_prompts(world, questions, scenes, cfg):
+    """Left-padded MMU prompts `[mmu][soi] image [eoi][sot] question` for held-out questions."""
+    import torch
+    from .model import mmu_prefix
+    from .sampling import left_pad
+    from .shapes import render_batch
+    codes = torch.from_numpy(world.vq.encode(render_batch(scenes, world.spec))).view(len(scenes), -1)
+    prefix = mmu_prefix(codes + world.layout.code_offset, cfg)
+    rows = [torch.cat([prefix[i], torch.tensor(world.text.encode(q.question), dtype=torch.long)]) for i, q in enumerate(questions)]
+    return left_pad(rows, world.layout.pad_id)
+
+
+def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_tokens: int | None = None,
+             block_size: int = 16, seed: int = 0) -> dict:
+    """Exact-match answer accuracy on the held-out questions, per question type too, with forward
+    passes per generated token (per row, as if decoded alone) and tokens per second."""
+    import time
+
+    import torch
+    from .sampling import ar_generate, jacobi_generate
+    questions, scenes = world.eval_mmu()
+    prompts = mmu_prompts(world, questions, scenes, model.config)
+    max_new = max_new_tokens or world.summary["lengths"]["answer"] + 1
+    g = torch.Generator().manual_seed(seed)
+    answers, forwards, tokens, seconds = [], 0, 0, 0.0
+    for i in range(0, len(questions), batch_size):
+        batch = prompts[i:i + batch_size]
+        t0 = time.perf_counter()
+        if decoder == "ar":
+            r = ar_generate(model, batch, max_new_tokens=max_new)
+            row_forwards = [len(t) for t in r.tokens]  # one pass per token (the prefill yields the first)
+        elif decoder == "jacobi":
+            r = jacobi_generate(model, batch, max_new_tokens=max_new, block_size=block_size, generator=g)
+            row_forwards = [f - 1 for f in r.stats["row_forwards"]]  # prefill excluded, as for AR
+        else:
+            raise ValueError(f"decoder must be 'ar' or 'jacobi', got {decoder!r}")
+        seconds += time.perf_counter() - t0
+        forwards += sum(row_forwards)
+        tokens += sum(len(t) for t in r.tokens)
+        answers += [world.text.decode([x for x in t if x != model.config.eot_id]) for t in r.tokens]
+    correct = [a == q.answer for a, q in zip(answers, questions)]
+    kinds = sorted({q.kind for q in questions})
+    return {"accuracy": float(np.mean(correct)),
+            **{f"accuracy_{k}": float(np.mean([c for c, q in zip(correct, questions) if q.kind == k])) for k in kinds},
+            "forwards_per_token": forwards / max(tokens, 1), "tokens_per_second": tokens / max(seconds, 1e-9),
+            "n_questions": len(questions), "examples": [{"question": q.question, "answer": q.answer, "got": a}
+                                                        for q, a in list(zip(questions, answers))[:5]]}

@@ -73,9 +73,62 @@ class WorldParams:
         return errs
 
 
+MODEL_PRESETS = ("micro", "small", "base", "showo-256", "showo-512")
+
+
+@dataclass(frozen=True)
+class TeacherTrainParams:
+    """The from-scratch recipe (Show-o's objective at Shapes scale). The shipped teacher was trained with these."""
+
+    preset: str = _p("small", choices=MODEL_PRESETS, doc="backbone size (model.PRESETS)")
+    steps: int = _p(10_000, min=1)
+    batch_t2i: int = _p(64, min=1)
+    batch_mmu: int = _p(16, min=1)
+    lr: float = _p(1e-3, min=0.0)
+    warmup_steps: int = _p(200, min=0)
+    min_lr_ratio: float = _p(0.1, min=0.0, max=1.0)
+    weight_decay: float = _p(0.01, min=0.0)
+    grad_clip: float = _p(1.0, min=0.0)
+    cond_dropout: float = _p(0.1, min=0.0, max=1.0, doc="caption dropped for CFG")
+    weight_t2i: float = _p(1.0, min=0.0)
+    weight_mmu: float = _p(1.0, min=0.0)
+    weight_lm: float = _p(0.1, min=0.0)
+    seed: int = _p(0, min=0)
+    checkpoint_every: int = _p(250, min=1)
+    log_every: int = _p(50, min=1)
+    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="bf16 autocast is ~2x faster on AVX512-BF16 CPUs")
+
+
+@dataclass(frozen=True)
+class TeacherEvalParams:
+    steps: tuple[int, ...] = _p((1, 2, 4, 8, 16), min=1)
+    cfg_scales: tuple[float, ...] = _p((2.0, 5.0), min=0.0, doc="besides 0 (no CFG), which is always run")
+    sample: str = _p("multinomial", choices=("multinomial", "argmax"))
+    temperature: float = _p(1.0, min=0.0, doc="Gumbel re-masking temperature")
+    prompts_per_category: int = _p(100, min=1, doc="at most world.eval_prompts_per_category")
+    seed: int = _p(0, min=0)
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    """Stage `teacher`: where the teacher comes from, how to train it from scratch, how to score it."""
+
+    source: str = _p("shipped", choices=("shipped", "scratch", "showo"))
+    shipped_dir: str = _p("teacher/shapes-small", doc="folder with model.safetensors + card.json (in git)")
+    showo_dir: str = _p("", doc="local official Show-o checkpoint folder, for source: showo")
+    train: TeacherTrainParams = field(default_factory=TeacherTrainParams)
+    eval: TeacherEvalParams = field(default_factory=TeacherEvalParams)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.source == "showo" and not self.showo_dir:
+            return [("showo_dir", "must name a local Show-o checkpoint folder when source is 'showo'")]
+        return []
+
+
 @dataclass(frozen=True)
 class Params:
     world: WorldParams = field(default_factory=WorldParams)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
 
 
 # --------------------------------------------------------------------------------------------

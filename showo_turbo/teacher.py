@@ -11,42 +11,29 @@ steps, and a rerun resumes from the last one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from .evaluate import mmu_eval, t2i_sweep
 from .io import load_json, save_json
-from .model import (ShowoConfig, ShowoModel, load_model, lm_loss, mask_image_tokens, mmu_loss, mmu_sequences,
-                    preset_config, save_model, t2i_loss, t2i_sequences)
+from .model import (ShowoConfig, ShowoModel, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
+                    mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
+from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
+from .shapes import CATEGORIES
 from .world import World
 
 
-@dataclass(frozen=True)
-class TrainRecipe:
-    preset: str = "small"
-    steps: int = 8000
-    batch_t2i: int = 64
-    batch_mmu: int = 16
-    lr: float = 1e-3
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    cond_dropout: float = 0.1
-    weight_t2i: float = 1.0
-    weight_mmu: float = 1.0
-    weight_lm: float = 0.1
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 50
-    precision: str = "bf16"  # bf16 autocast (2x faster on CPUs with AVX512-BF16) or fp32
+TrainRecipe = TeacherTrainParams  # the recipe is exactly the params' `teacher.train` group
 
 
 def model_config_for(world: World, preset: str) -> ShowoConfig:
@@ -173,3 +160,124 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
             _save_state(ckpt, model, opt, step, g, recipe, time.time() - t0)
     bar.close()
     return load_json(ckpt / "progress.json")
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: obtain a teacher (shipped / scratch / showo), write its card, score it.
+
+CARD_FORMAT = "showo-turbo/teacher-card/1"
+
+
+class TeacherMismatchError(RuntimeError):
+    """The shipped teacher was trained on another world (vocabulary, codebook or lengths differ)."""
+
+
+def world_fingerprint(world: World) -> dict:
+    """What a teacher depends on: the text vocabulary, the image codebook and the sequence sizes."""
+    vocab = sorted(world.text.tk.get_vocab().items(), key=lambda kv: kv[1])
+    return {
+        "text_vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+        "codebook_sha256": hashlib.sha256(world.vq.codebook.tobytes()).hexdigest(),
+        "vocab_size": world.layout.vocab_size,
+        "num_image_tokens": world.vq.grid_shape[0] * world.vq.grid_shape[1],
+        "caption_tokens": world.summary["lengths"]["caption"],
+    }
+
+
+def hardware() -> dict:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {"cpu": cpu, "cpu_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+def read_card(folder: str | Path) -> dict:
+    path = Path(folder) / "card.json"
+    if not path.is_file():
+        raise TeacherMismatchError(f"{path}: no model card (a shipped teacher needs model.safetensors + card.json)")
+    card = load_json(path)
+    if card.get("format") != CARD_FORMAT:
+        raise TeacherMismatchError(f"{path}: format {card.get('format')!r}, expected {CARD_FORMAT!r}")
+    return card
+
+
+def check_card_fits_world(card: dict, world: World, where: str) -> None:
+    want, have = card["world_fingerprint"], world_fingerprint(world)
+    diff = [k for k in want if want[k] != have.get(k)]
+    if diff:
+        changed = [k for k in card["world_params"] if card["world_params"][k] != to_dict(world.params).get(k)]
+        raise TeacherMismatchError(
+            f"{where} was trained on another world ({', '.join(diff)} differ; world params that differ from its card: "
+            f"{', '.join(changed) or 'none'}). Restore those params, or set teacher.source: scratch to train a new teacher.")
+
+
+def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpoint_dir: str | Path, live=None) -> tuple[ShowoModel, dict]:
+    """The teacher named by `tp.source`, saved as `out_dir/model.safetensors` with `out_dir/card.json`."""
+    out = Path(out_dir)
+    if tp.source == "shipped":
+        card = read_card(tp.shipped_dir)
+        check_card_fits_world(card, world, f"shipped teacher {tp.shipped_dir}")
+        model = load_model(Path(tp.shipped_dir) / "model.safetensors")
+    elif tp.source == "scratch":
+        prog = train_teacher(world, tp.train, checkpoint_dir, live)
+        model = load_model(Path(checkpoint_dir) / "checkpoint" / "model.safetensors")
+        history = [json.loads(line) for line in open(Path(checkpoint_dir) / "history.jsonl")]
+        card = make_card(world, tp.train, prog, history)
+    elif tp.source == "showo":
+        model = load_official_showo(tp.showo_dir)
+        card = {"format": CARD_FORMAT, "source": "showo", "showo_dir": tp.showo_dir, "train": {"minutes": None}}
+    else:
+        raise ValueError(f"unknown teacher source {tp.source!r}")
+    save_model(model, out / "model.safetensors")
+    save_json(card, out / "card.json")
+    return model, card
+
+
+def make_card(world: World, recipe: TeacherTrainParams, progress: dict, history: list[dict]) -> dict:
+    return {"format": CARD_FORMAT, "source": "scratch", "world_params": to_dict(world.params),
+            "world_fingerprint": world_fingerprint(world), "train_params": asdict(recipe),
+            "train": {"steps": progress["step"], "minutes": round(progress["elapsed_seconds"] / 60, 1), "hardware": hardware()},
+            "history": history, "scores": {}}
+
+
+def scale_key(s: float) -> str:
+    """'cfg_2', 'cfg_1p5': no dots, so DVC's dotted metric paths stay unambiguous."""
+    return "cfg_" + f"{s:g}".replace(".", "p")
+
+
+def eval_prompts_subset(world: World, per_category: int):
+    prompts, _ = world.eval_t2i()
+    out = []
+    for c in CATEGORIES:
+        out += [p for p in prompts if p.category == c][:per_category]
+    return out
+
+
+def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, card: dict, bootstrap: int = 1000) -> dict:
+    """metrics/teacher.json: t2i.steps_<T>.cfg_<s>.{score, ci_low, ci_high, <category>}, mmu.accuracy, train.minutes."""
+    prompts = eval_prompts_subset(world, ep.prompts_per_category)
+    scales = [0.0, *[s for s in ep.cfg_scales if s != 0]]
+    sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
+                      temperature=ep.temperature)
+    t2i: dict = {}
+    for T in ep.steps:
+        t2i[f"steps_{T}"] = {scale_key(s): sweep[f"steps_{T}.cfg_{s:g}"] for s in scales}
+    mmu = mmu_eval(model, world, "ar")
+    return {"t2i": t2i, "mmu": mmu, "train": {"minutes": card.get("train", {}).get("minutes")}}
+
+
+def best_cfg(metrics: dict, steps: int) -> tuple[str, float]:
+    row = metrics["t2i"][f"steps_{steps}"]
+    key = max(row, key=lambda k: row[k]["score"])
+    return key, row[key]["score"]
+
+
+def log_history(live, history: list[dict]) -> None:
+    """Replay a card's loss history into DVCLive (so `dvc plots` shows a shipped teacher's curves)."""
+    for row in history:
+        live.step = row["step"]
+        for k in ("t2i", "mmu", "lm", "total"):
+            if k in row:
+                live.log_metric(f"train/loss_{k}", row[k])
+        live.next_step()

@@ -54,6 +54,10 @@ def test_round_trip():
     (lambda d: d["world"].update(patch_size=5), "world.patch_size: must divide image_size (32), got 5"),
     (lambda d: d["world"].update(object_sizes=[2, 9]), "world.object_sizes: objects of 9 patches do not fit a 8x8 grid"),
     (lambda d: d["world"].update(object_sizes=[4], max_objects=5), "world.max_objects: 5 objects of 4 patches"),
+    (lambda d: d["teacher"]["train"].update(preset="huge"), "teacher.train.preset: unknown value 'huge'; allowed: micro, small"),
+    (lambda d: d["teacher"].update(source="showo", showo_dir=""), "teacher.showo_dir: must name a local Show-o checkpoint folder"),
+    (lambda d: d["teacher"]["eval"]["steps"].__setitem__(0, 0), "teacher.eval.steps[0]: must be >= 1, got 0"),
+    (lambda d: d["teacher"]["train"].pop("lr"), "teacher.train.lr: missing"),
 ])
 def test_bad_params_name_the_key(mutate, expect):
     data = copy.deepcopy(base())
