@@ -256,6 +256,12 @@ def eval_prompts_subset(world: World, per_category: int):
 
 def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, card: dict, bootstrap: int = 1000) -> dict:
     """metrics/teacher.json: t2i.steps_<T>.cfg_<s>.{score, ci_low, ci_high, <category>}, mmu.accuracy, train.minutes."""
+    want = model_config_for(world, "micro")
+    have = model.config
+    if (have.vocab_size, have.num_image_tokens, have.max_caption_tokens) != (want.vocab_size, want.num_image_tokens, want.max_caption_tokens):
+        raise TeacherMismatchError(
+            f"the teacher's vocabulary/sequence sizes ({have.vocab_size}, {have.num_image_tokens} image tokens) do not fit the "
+            f"Shapes world ({want.vocab_size}, {want.num_image_tokens}): ShapesEval can only score a Shapes teacher")
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scales = [0.0, *[s for s in ep.cfg_scales if s != 0]]
     sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
@@ -281,3 +287,39 @@ def log_history(live, history: list[dict]) -> None:
             if k in row:
                 live.log_metric(f"train/loss_{k}", row[k])
         live.next_step()
+
+
+def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> None:
+    """Human-readable model card: how it was trained, on what, and (with `metrics`) how it scores."""
+    tr, tp = card["train"], card["train_params"]
+    hw = tr.get("hardware", {})
+    lines = [
+        "# Shipped Shapes teacher", "",
+        "A small Show-o-architecture model (Phi backbone with qk-layernorm, Show-o's vocabulary layout and",
+        "omni-attention) trained from scratch on the Shapes world by the pipeline's own recipe",
+        "(`teacher.source: scratch`, `showo_turbo/teacher.py`). `dvc repro teacher` uses it when",
+        "`teacher.source: shipped` and refuses it if the world's tokenizers or sizes differ from `card.json`.", "",
+        "## Training", "",
+        f"- recipe: `teacher.train` in `card.json` (preset `{tp['preset']}`, {tp['steps']} steps, batch {tp['batch_t2i']} T2I"
+        f" + {tp['batch_mmu']} MMU, AdamW lr {tp['lr']}, warmup {tp['warmup_steps']}, cosine to {tp['min_lr_ratio']}x, {tp['precision']})",
+        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on {hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads),"
+        f" torch {hw.get('torch', '?')}" + (f"; {tr['note']}" if tr.get("note") else ""),
+        f"- world: `world_params` in `card.json` (the default `params.yaml` world)",
+        f"- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",
+        "",
+    ]
+    if metrics:
+        steps = sorted(int(k.split("_")[1]) for k in metrics["t2i"])
+        scales = list(next(iter(metrics["t2i"].values())))
+        lines += ["## Scores (`metrics/teacher.json`)", "", "ShapesEval (mean of the six GenEval categories) on held-out prompts:", "",
+                  "| steps | " + " | ".join(scales) + " |", "|---" * (len(scales) + 1) + "|"]
+        for t in steps:
+            row = metrics["t2i"][f"steps_{t}"]
+            lines.append(f"| {t} | " + " | ".join(f"{row[s]['score']:.3f}" for s in scales) + " |")
+        best = max(scales, key=lambda s: metrics["t2i"][f"steps_{steps[-1]}"][s]["score"])
+        b = metrics["t2i"][f"steps_{steps[-1]}"][best]
+        lines += ["", f"At {steps[-1]} steps with {best}: " + ", ".join(f"{c} {b[c]:.2f}" for c in CATEGORIES)
+                  + f" (95% CI {b['ci_low']:.3f}-{b['ci_high']:.3f}).", "",
+                  f"MMU answer accuracy (greedy AR, exact match): {metrics['mmu']['accuracy']:.3f} ("
+                  + ", ".join(f"{k[9:]} {v:.2f}" for k, v in metrics["mmu"].items() if k.startswith("accuracy_")) + ")."]
+    Path(path).write_text("\n".join(lines) + "\n")

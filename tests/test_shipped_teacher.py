@@ -1,0 +1,63 @@
+"""The shipped teacher: it fits the default world, and on it greedy Jacobi == greedy AR token for token.
+
+The default world's tokenizers depend only on its first `codebook_fit_images` training scenes, so a
+slim copy of the default world (few training examples) has exactly the shipped teacher's
+vocabulary and codebook, and builds in seconds.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from showo_turbo.evaluate import mmu_prompts
+from showo_turbo.model import load_model
+from showo_turbo.params import load_params
+from showo_turbo.sampling import ar_generate, jacobi_generate
+from showo_turbo.teacher import check_card_fits_world, read_card
+from showo_turbo.world import build_world
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / load_params(ROOT / "params.yaml").teacher.shipped_dir
+
+
+@pytest.fixture(scope="module")
+def default_world(tmp_path_factory):
+    wp = load_params(ROOT / "params.yaml").world
+    slim = dataclasses.replace(wp, train_t2i=wp.codebook_fit_images, train_mmu=100)
+    return build_world(slim, tmp_path_factory.mktemp("default_world"))
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_model(SHIPPED / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def prompts(default_world, teacher):
+    questions, scenes = default_world.eval_mmu()
+    return mmu_prompts(default_world, questions[:200], scenes[:200], teacher.config)
+
+
+def test_shipped_teacher_fits_the_default_world(default_world, teacher):
+    card = read_card(SHIPPED)
+    check_card_fits_world(card, default_world, "shipped teacher")
+    assert card["train_params"] == dataclasses.asdict(load_params(ROOT / "params.yaml").teacher.train)
+    assert teacher.config.vocab_size == default_world.layout.vocab_size
+
+
+@pytest.mark.parametrize("block", [4, 16])
+def test_jacobi_equals_ar_with_the_trained_teacher(teacher, prompts, block):
+    ar = ar_generate(teacher, prompts, max_new_tokens=20)
+    jac = jacobi_generate(teacher, prompts, max_new_tokens=20, block_size=block, generator=torch.Generator().manual_seed(0))
+    assert len(ar.tokens) == 200 and jac.tokens == ar.tokens
+
+
+def test_trained_teacher_batched_equals_unbatched(teacher, prompts, default_world):
+    pad = default_world.layout.pad_id
+    batched = jacobi_generate(teacher, prompts[:12], max_new_tokens=20, block_size=8).tokens
+    for i in range(12):
+        row = prompts[i][prompts[i] != pad].view(1, -1)  # the same prompt without left padding
+        assert jacobi_generate(teacher, row, max_new_tokens=20, block_size=8).tokens[0] == batched[i]
+        assert ar_generate(teacher, row, max_new_tokens=20).tokens[0] == batched[i]
