@@ -1,0 +1,88 @@
+"""The shard store refuses truncated, altered, foreign and wrong-version files, naming them."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from showo_turbo.shards import ShardError, ShardReader, ShardWriter
+
+
+@pytest.fixture
+def store(tmp_path):
+    w = ShardWriter(tmp_path / "traj", "t2i", {"steps": 16})
+    for i in range(3):
+        w.append({"codes": torch.full((4, 8), i), "commit": torch.arange(32, dtype=torch.int8).view(4, 8)})
+    w.finish(prompts=12)
+    return tmp_path / "traj"
+
+
+def test_round_trip(store):
+    r = ShardReader(store, "t2i")
+    assert len(r) == 3 and r.params == {"steps": 16} and r.manifest["counts"]["rows"] == 12
+    assert [int(s["codes"][0, 0]) for s in r] == [0, 1, 2]
+
+
+def test_truncated_shard_is_refused(store):
+    p = store / "shard-00001.safetensors"
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(ShardError, match=r"shard-00001.safetensors: \d+ bytes, the manifest says \d+ \(truncated"):
+        ShardReader(store, "t2i").load(1)
+
+
+def test_flipped_bytes_are_refused(store):
+    p = store / "shard-00002.safetensors"
+    data = bytearray(p.read_bytes())
+    data[-5] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="shard-00002.safetensors: checksum mismatch"):
+        ShardReader(store, "t2i").load(2)
+
+
+def test_wrong_version_is_refused(store):
+    m = json.loads((store / "manifest.json").read_text())
+    m["version"] = 99
+    (store / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ShardError, match="format version 99, this code reads version 1"):
+        ShardReader(store, "t2i")
+
+
+def test_foreign_shard_with_matching_manifest_is_refused(store):
+    """A safetensors file from elsewhere, with the manifest's size and checksum updated to match."""
+    import hashlib
+    p = store / "shard-00000.safetensors"
+    save_file({"codes": torch.zeros(4, 8)}, str(p), metadata={"format": "something-else"})
+    m = json.loads((store / "manifest.json").read_text())
+    m["shards"][0].update(bytes=p.stat().st_size, sha256=hashlib.sha256(p.read_bytes()).hexdigest())
+    (store / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ShardError, match="shard-00000.safetensors: header says format 'something-else'"):
+        ShardReader(store, "t2i").load(0)
+
+
+def test_wrong_kind_missing_and_incomplete(store, tmp_path):
+    with pytest.raises(ShardError, match="holds 't2i' shards, expected 'mmu'"):
+        ShardReader(store, "mmu")
+    (store / "shard-00001.safetensors").unlink()
+    with pytest.raises(ShardError, match="shard-00001.safetensors: missing"):
+        ShardReader(store, "t2i").load(1)
+    w = ShardWriter(tmp_path / "partial", "t2i", {"steps": 16})
+    w.append({"codes": torch.zeros(2, 8)})
+    with pytest.raises(ShardError, match="incomplete"):
+        ShardReader(tmp_path / "partial", "t2i")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{")
+    with pytest.raises(ShardError, match="manifest.json: not valid JSON"):
+        ShardReader(tmp_path / "bad", "t2i")
+
+
+def test_writer_resumes_and_refuses_other_params(tmp_path):
+    w = ShardWriter(tmp_path, "t2i", {"steps": 16})
+    w.append({"codes": torch.zeros(2, 8)})
+    again = ShardWriter(tmp_path, "t2i", {"steps": 16})
+    assert again.rows == 2
+    again.append({"codes": torch.ones(3, 8)})
+    again.finish()
+    assert ShardReader(tmp_path, "t2i").manifest["counts"]["rows"] == 5
+    with pytest.raises(ShardError, match="written with other params"):
+        ShardWriter(tmp_path, "t2i", {"steps": 8})
