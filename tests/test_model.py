@@ -98,7 +98,7 @@ def test_mask_ratio_and_losses_are_finite_and_trainable():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = first or float(loss)
+        first = first or float(loss.detach())
     assert torch.isfinite(loss) and float(loss) < 0.7 * first
     seq, target = mmu_sequences(codes + cfg.layout.code_offset, c[:, :3], torch.full((8,), 3), c[:, 3:], torch.full((8,), 2), cfg)
     assert torch.isfinite(mmu_loss(m, seq, target))
