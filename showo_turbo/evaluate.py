@@ -147,7 +147,6 @@ class ShapesEval:
 
 def encode_captions(world, texts: Sequence[str]):
     """Right-padded caption ids [B, Lc] and lengths for the model's T2I prompts."""
-    import torch
     from .world import pad_tokens
     ids = world.text.encode_batch(list(texts))
     caps, lens = pad_tokens(ids, world.summary["lengths"]["caption"], world.layout.pad_id)

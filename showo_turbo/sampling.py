@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from .model import (ShowoModel, additive, image_slice, mmu_attention_mask, mmu_position_ids, omni_attention_mask,
+from .model import (ShowoModel, additive, mmu_attention_mask, mmu_position_ids, omni_attention_mask,
                     t2i_sequences)
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +115,6 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     states, probs_k, idx_k = [codes.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     temp = temperature
-    sl = image_slice(cfg)
     forwards = 0
     for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -370,10 +370,6 @@ def vocabulary(spec: WorldSpec) -> list[str]:
     for w in words:
         seen.setdefault(w, None)
     return list(seen)
-
-
-def words_of(texts: Iterable[str]) -> set[str]:
-    return {w for t in texts for w in t.split()}
 
 
 __all__ = [

@@ -141,7 +141,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
         opt.step()
         step += 1
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
         n += 1
         bar.update()
         if step % recipe.log_every == 0 or step == stop:
@@ -304,8 +304,8 @@ def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> Non
         f" + {tp['batch_mmu']} MMU, AdamW lr {tp['lr']}, warmup {tp['warmup_steps']}, cosine to {tp['min_lr_ratio']}x, {tp['precision']})",
         f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on {hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads),"
         f" torch {hw.get('torch', '?')}" + (f"; {tr['note']}" if tr.get("note") else ""),
-        f"- world: `world_params` in `card.json` (the default `params.yaml` world)",
-        f"- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",
+        "- world: `world_params` in `card.json` (the default `params.yaml` world)",
+        "- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",
         "",
     ]
     if metrics:

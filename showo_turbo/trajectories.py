@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .model import ShowoModel
 from .sampling import T2IResult, t2i_generate
@@ -74,6 +73,3 @@ def collect_t2i_batch(model: ShowoModel, captions: torch.Tensor, caption_len: to
                        return_trajectory=True, trajectory_top_k=top_k, generator=generator, **kw)
     return targets_from_result(res, ends)
 
-
-def progress(total: int, done: int, desc: str):
-    return tqdm(total=total, initial=done, desc=desc)

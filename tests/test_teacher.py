@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from showo_turbo.model import load_model
-from showo_turbo.teacher import (TeacherMismatchError, check_card_fits_world, evaluate_teacher, lr_at, make_card,
+from showo_turbo.teacher import (TeacherMismatchError, evaluate_teacher, lr_at, make_card,
                                  obtain_teacher, read_card, scale_key, train_teacher, world_fingerprint)
 
 
