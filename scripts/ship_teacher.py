@@ -2,8 +2,9 @@
 
     python scripts/ship_teacher.py RUN_DIR teacher/shapes-small [--metrics metrics/teacher.json]
 
-RUN_DIR is a `train_teacher` output folder (checkpoint/ + history.jsonl) trained on the world in
-data/world with the recipe in params.yaml's teacher.train. With --metrics, the scores of a
+RUN_DIR is a `train_teacher` output folder (checkpoint/ + history.jsonl, e.g. from
+scripts/train_teacher.py) trained on the world in data/world; the card records the recipe the run
+was trained with (its checkpoint/progress.json) and the hardware it ran on. With --metrics, the scores of a
 `dvc repro teacher` run are written into README.md (not a stage dependency, so this does not
 invalidate the stage).
 """
@@ -11,11 +12,10 @@ invalidate the stage).
 import argparse
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from showo_turbo.io import load_json, save_json
-from showo_turbo.params import load_params
+from showo_turbo.params import TeacherTrainParams, build_dataclass
 from showo_turbo.teacher import make_card, write_card_readme
 from showo_turbo.world import World
 
@@ -31,10 +31,10 @@ def main() -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if not args.metrics or not (dest / "card.json").is_file():
         world = World.load("data/world")
-        recipe = load_params("params.yaml").teacher.train
         prog = load_json(run / "checkpoint" / "progress.json")
-        if prog["recipe"] != asdict(recipe):
-            raise SystemExit("the run's recipe differs from params.yaml teacher.train")
+        recipe = build_dataclass(TeacherTrainParams, prog["recipe"], "recipe ")
+        if prog["step"] != recipe.steps:
+            raise SystemExit(f"{run}: the run stopped at step {prog['step']} of {recipe.steps}; finish it first")
         history = [json.loads(line) for line in open(run / "history.jsonl")]
         card = make_card(world, recipe, prog, history)
         if args.hardware_note:

@@ -162,7 +162,7 @@ def mmu_sequences(image_tokens: torch.Tensor, question: torch.Tensor, question_l
 
 
 def additive(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
 
 
 def omni_attention_mask(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
@@ -173,7 +173,7 @@ def omni_attention_mask(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
     is_pad = ids == lay.pad_id
     soi, eoi = ids == lay.special_id("<|soi|>"), ids == lay.special_id("<|eoi|>")
     in_image = (soi.cumsum(1) > eoi.cumsum(1)) | soi | eoi
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    causal = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
     allowed = causal.expand(B, L, L).clone()
     allowed[in_image.unsqueeze(2).expand(B, L, L)] = True
     if cfg.hide_pads_from_text:
@@ -189,11 +189,11 @@ def mmu_attention_mask(ids: torch.Tensor, cfg: ShowoConfig, prefix_len: int | No
     B, L = ids.shape
     is_pad = ids == cfg.layout.pad_id
     eoi_pos = (ids == cfg.layout.special_id("<|eoi|>")).long().argmax(1)  # first <|eoi|> per row
-    j = torch.arange(L)
+    j = torch.arange(L, device=ids.device)
     in_prefix = j.view(1, L) <= eoi_pos.view(B, 1)
-    allowed = torch.ones(L, L, dtype=torch.bool).tril().expand(B, L, L).clone()
+    allowed = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril().expand(B, L, L).clone()
     allowed |= in_prefix.unsqueeze(2) & in_prefix.unsqueeze(1)
-    allowed &= ~is_pad.unsqueeze(1) | torch.eye(L, dtype=torch.bool)  # a pad row still sees itself
+    allowed &= ~is_pad.unsqueeze(1) | torch.eye(L, dtype=torch.bool, device=ids.device)  # a pad row still sees itself
     return additive(allowed)
 
 
@@ -201,7 +201,7 @@ def mmu_position_ids(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
     """Positions that skip left pads, so a left-padded prompt has the same positions as an unpadded one."""
     real = (ids != cfg.layout.pad_id).long()
     lead = (real.cumsum(1) == 0).sum(1, keepdim=True)  # number of leading pads
-    return (torch.arange(ids.shape[1]).view(1, -1) - lead).clamp(min=0)
+    return (torch.arange(ids.shape[1], device=ids.device).view(1, -1) - lead).clamp(min=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +231,10 @@ class ShowoModel(nn.Module):
         w, b = self.showo.lm_head.weight, self.showo.lm_head.bias
         lo, hi = cfg.layout.code_offset, cfg.layout.code_offset + cfg.codebook_size
         return F.linear(h, w[lo:hi], b[lo:hi])
+
+    @property
+    def device(self) -> torch.device:
+        return self.showo.lm_head.weight.device
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -278,14 +282,15 @@ def lm_loss(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor
     """Next-token cross-entropy on `<|sot|> caption <|eot|>` as plain causal text."""
     cfg = model.config
     B, Lc = captions.shape
-    ids = torch.full((B, Lc + 2), cfg.layout.pad_id, dtype=torch.long)
+    dev = captions.device
+    ids = torch.full((B, Lc + 2), cfg.layout.pad_id, dtype=torch.long, device=dev)
     ids[:, 0] = cfg.sot_id
-    j = torch.arange(Lc + 2).view(1, -1)
+    j = torch.arange(Lc + 2, device=dev).view(1, -1)
     n = caption_len.long().view(B, 1)
     ids[:, 1:Lc + 1] = torch.where(j[:, 1:Lc + 1] <= n, captions.long(), cfg.layout.pad_id)
     ids = torch.where(j == n + 1, cfg.eot_id, ids)
     valid = j[:, 1:] <= n + 1  # targets: caption words and <|eot|>
-    causal = additive(torch.ones(Lc + 2, Lc + 2, dtype=torch.bool).tril().expand(B, -1, -1))
+    causal = additive(torch.ones(Lc + 2, Lc + 2, dtype=torch.bool, device=dev).tril().expand(B, -1, -1))
     logits = model(ids, causal)[:, :-1][valid]
     return F.cross_entropy(logits.float(), ids[:, 1:][valid])
 
@@ -302,7 +307,7 @@ class CheckpointError(ValueError):
 
 def save_model(model: ShowoModel, path: str | Path, extra: dict | None = None) -> None:
     meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(model.config.to_dict()), **(extra or {})}
-    write_safetensors({k: v.detach() for k, v in model.state_dict().items()}, path, meta)
+    write_safetensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, path, meta)
 
 
 def read_checkpoint(path: str | Path) -> tuple[ShowoConfig, dict[str, torch.Tensor], dict]:

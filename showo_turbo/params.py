@@ -80,10 +80,10 @@ MODEL_PRESETS = ("micro", "small", "base", "showo-256", "showo-512")
 class TeacherTrainParams:
     """The from-scratch recipe (Show-o's objective at Shapes scale). The shipped teacher was trained with these."""
 
-    preset: str = _p("small", choices=MODEL_PRESETS, doc="backbone size (model.PRESETS)")
-    steps: int = _p(10_000, min=1)
-    batch_t2i: int = _p(64, min=1)
-    batch_mmu: int = _p(16, min=1)
+    preset: str = _p("base", choices=MODEL_PRESETS, doc="backbone size (model.PRESETS)")
+    steps: int = _p(2_000, min=1)
+    batch_t2i: int = _p(256, min=1)
+    batch_mmu: int = _p(64, min=1)
     lr: float = _p(1e-3, min=0.0)
     warmup_steps: int = _p(200, min=0)
     min_lr_ratio: float = _p(0.1, min=0.0, max=1.0)
@@ -94,8 +94,8 @@ class TeacherTrainParams:
     weight_mmu: float = _p(1.0, min=0.0)
     weight_lm: float = _p(0.1, min=0.0)
     seed: int = _p(0, min=0)
-    checkpoint_every: int = _p(250, min=1)
-    log_every: int = _p(50, min=1)
+    checkpoint_every: int = _p(1000, min=1)
+    log_every: int = _p(100, min=1)
     precision: str = _p("bf16", choices=("bf16", "fp32"), doc="bf16 autocast is ~2x faster on AVX512-BF16 CPUs")
 
 
@@ -104,7 +104,7 @@ class TeacherEvalParams:
     steps: tuple[int, ...] = _p((1, 2, 4, 8, 16), min=1)
     cfg_scales: tuple[float, ...] = _p((2.0, 5.0), min=0.0, doc="besides 0 (no CFG), which is always run")
     sample: str = _p("multinomial", choices=("multinomial", "argmax"))
-    temperature: float = _p(1.0, min=0.0, doc="Gumbel re-masking temperature")
+    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature")
     prompts_per_category: int = _p(100, min=1, doc="at most world.eval_prompts_per_category")
     seed: int = _p(0, min=0)
 
@@ -114,7 +114,7 @@ class TeacherParams:
     """Stage `teacher`: where the teacher comes from, how to train it from scratch, how to score it."""
 
     source: str = _p("shipped", choices=("shipped", "scratch", "showo"))
-    shipped_dir: str = _p("teacher/shapes-small", doc="folder with model.safetensors + card.json (in git)")
+    shipped_dir: str = _p("teacher/shapes-base", doc="folder with model.safetensors + card.json (in git)")
     showo_dir: str = _p("", doc="local official Show-o checkpoint folder, for source: showo")
     train: TeacherTrainParams = field(default_factory=TeacherTrainParams)
     eval: TeacherEvalParams = field(default_factory=TeacherEvalParams)
@@ -126,9 +126,50 @@ class TeacherParams:
 
 
 @dataclass(frozen=True)
+class TrajectoryParams:
+    """Stage `trajectories`: the teacher decodes training prompts; the store feeds distillation."""
+
+    captions: int = _p(2000, min=1, doc="distinct training captions decoded (at most the world's)")
+    samples_per_caption: int = _p(1, min=1, doc="seeded trajectories per caption (> 1 needs decoding: stochastic)")
+    decoding: str = _p("deterministic", choices=("deterministic", "stochastic"),
+                       doc="argmax without Gumbel noise (the paper) or seeded multinomial sampling")
+    steps: int = _p(16, min=1, doc="teacher MaskGIT steps T")
+    cfg_scale: float = _p(2.0, min=0.0)
+    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature of stochastic decoding")
+    top_k: int = _p(16, min=1, doc="teacher distribution kept per masked position (top-k probabilities)")
+    mmu_questions: int = _p(2000, min=0, doc="training questions decoded with Jacobi")
+    block_size: int = _p(16, min=1, doc="Jacobi block n")
+    init: str = _p("prompt", choices=("prompt", "random", "pad"), doc="Jacobi initial guess")
+    batch_size: int = _p(64, min=1)
+    shard_rows: int = _p(512, min=1, doc="rows per shard (a resumed run restarts at the last complete shard)")
+    seed: int = _p(0, min=0)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.samples_per_caption > 1 and self.decoding == "deterministic":
+            return [("samples_per_caption", "deterministic decoding gives one trajectory per caption; "
+                                            "use 1, or decoding: stochastic")]
+        return []
+
+
+@dataclass(frozen=True)
+class DistillParams:
+    """Segmented consistency distillation (stages `distill@<i>`)."""
+
+    segments: tuple[int, ...] = _p((4, 2, 1), min=1, doc="the curriculum: segments per stage, in order")
+
+
+@dataclass(frozen=True)
 class Params:
     world: WorldParams = field(default_factory=WorldParams)
     teacher: TeacherParams = field(default_factory=TeacherParams)
+    trajectories: TrajectoryParams = field(default_factory=TrajectoryParams)
+    distill: DistillParams = field(default_factory=DistillParams)
+
+    def check(self) -> list[tuple[str, str]]:
+        bad = [s for s in self.distill.segments if s > self.trajectories.steps]
+        if bad:
+            return [("distill.segments", f"{bad[0]} segments do not fit trajectories.steps ({self.trajectories.steps})")]
+        return []
 
 
 # --------------------------------------------------------------------------------------------

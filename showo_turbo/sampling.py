@@ -82,7 +82,9 @@ def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.
     if cfg_scale != 0:
         empty = torch.zeros(len(ids), dtype=torch.long)
         ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
-    logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float()
+    ids = ids.to(model.device)
+    # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
+    logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float().cpu()
     if cfg_scale == 0:
         return logits
     cond, uncond = logits.chunk(2)
@@ -179,17 +181,19 @@ class TextResult:
 
 
 class _Decoder:
-    """Shared KV-cache bookkeeping for a left-padded batch of MMU prompts."""
+    """Shared KV-cache bookkeeping for a left-padded batch of MMU prompts. The bookkeeping stays on
+    the CPU; inputs move to the model's device and logits come back."""
 
     def __init__(self, model: ShowoModel, prompt: torch.Tensor):
-        self.model, self.cfg = model, model.config
+        self.model, self.cfg, dev = model, model.config, model.device
         self.valid = prompt != self.cfg.layout.pad_id  # [B, P] keys that may be attended
-        self.next_pos = mmu_position_ids(prompt, self.cfg)[:, -1] + 1
+        positions = mmu_position_ids(prompt, self.cfg)
+        self.next_pos = positions[:, -1] + 1
         self.cache = DynamicCache(config=model.showo.config)
         mask = mmu_attention_mask(prompt, self.cfg)
-        h = model.showo.model(input_ids=prompt, attention_mask=mask, position_ids=mmu_position_ids(prompt, self.cfg),
+        h = model.showo.model(input_ids=prompt.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
                               cache=self.cache, use_cache=True).last_hidden_state
-        self.last_logits = model.logits(h[:, -1]).float()
+        self.last_logits = model.logits(h[:, -1]).float().cpu()
 
     def extend(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, n] (causal among themselves, seeing every valid cached key); returns logits [B, n, V]."""
@@ -199,9 +203,10 @@ class _Decoder:
         allowed = keys.unsqueeze(1).expand(B, n, past + n).clone()
         allowed[:, :, past:] &= torch.ones(n, n, dtype=torch.bool).tril()
         pos = self.next_pos.view(B, 1) + torch.arange(n).view(1, n)
-        h = self.model.showo.model(input_ids=tokens, attention_mask=additive(allowed), position_ids=pos,
-                                   cache=self.cache, use_cache=True).last_hidden_state
-        return self.model.logits(h).float()
+        dev = self.model.device
+        h = self.model.showo.model(input_ids=tokens.to(dev), attention_mask=additive(allowed).to(dev),
+                                   position_ids=pos.to(dev), cache=self.cache, use_cache=True).last_hidden_state
+        return self.model.logits(h).float().cpu()
 
     def accept(self, n: int) -> None:
         self.valid = torch.cat([self.valid, torch.ones(self.valid.shape[0], n, dtype=torch.bool)], 1)

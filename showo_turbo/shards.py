@@ -39,11 +39,13 @@ def sha256_of(path: Path) -> str:
 @dataclass
 class ShardWriter:
     """Appends shards of `kind` to `root`; reopening an existing store with the same kind and
-    params continues after its last complete shard (resume)."""
+    params continues after its last complete shard (resume). A store written with other params is
+    refused, or with `restart=True` deleted and started over (a pipeline stage whose params changed)."""
 
     root: Path
     kind: str
     params: dict
+    restart: bool = False
     shards: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
@@ -51,9 +53,14 @@ class ShardWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         if (self.root / "manifest.json").is_file():
             m = read_manifest(self.root, self.kind)
-            if m["params"] != self.params:
+            if m["params"] == self.params:
+                self.shards = m["shards"]
+            elif self.restart:
+                for f in self.root.glob("shard-*.safetensors"):
+                    f.unlink()
+                (self.root / "manifest.json").unlink()
+            else:
                 raise ShardError(f"{self.root / 'manifest.json'}: written with other params; delete the folder to start over")
-            self.shards = m["shards"]
 
     @property
     def rows(self) -> int:

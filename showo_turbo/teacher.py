@@ -44,12 +44,17 @@ def model_config_for(world: World, preset: str) -> ShowoConfig:
                          eot_id=world.text.eot_id)
 
 
-def autocast(precision: str):
-    """bf16 autocast on the model's device (CPU here), or nothing for fp32."""
+def default_device() -> str:
+    """Where the teacher trains and samples: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def autocast(precision: str, device: str | torch.device = "cpu"):
+    """bf16 autocast on `device`'s type (cpu or cuda), or nothing for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
-        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     raise ValueError(f"unknown precision {precision!r}; allowed: bf16, fp32")
 
 
@@ -69,19 +74,22 @@ class TrainingBatches:
         self.cfg, self.r, self.g = cfg, recipe, generator
 
     def losses(self, model: ShowoModel) -> dict[str, torch.Tensor]:
-        cfg, r, g, off = self.cfg, self.r, self.g, self.cfg.layout.code_offset
+        """Batches are drawn on the CPU (one seeded generator, so a GPU run sees the same data) and
+        moved to the model's device for the forward pass."""
+        cfg, r, g, off, dev = self.cfg, self.r, self.g, self.cfg.layout.code_offset, model.device
         i = torch.randint(0, len(self.t2i["codes"]), (r.batch_t2i,), generator=g)
         codes = self.t2i["codes"][i].view(len(i), -1).long()
         caption, caption_len = self.t2i["caption"][i], self.t2i["caption_len"][i].clone()
         drop = torch.rand(len(i), generator=g) < r.cond_dropout
         caption_len[drop] = 0  # the unconditional (empty-caption) prompt, for CFG
         ids, masked = mask_image_tokens(codes, cfg, g)
-        out = {"t2i": t2i_loss(model, t2i_sequences(caption, caption_len, ids, cfg), masked, codes)}
-        out["lm"] = lm_loss(model, self.t2i["caption"][i], self.t2i["caption_len"][i])
+        seq = t2i_sequences(caption, caption_len, ids, cfg)
+        out = {"t2i": t2i_loss(model, seq.to(dev), masked.to(dev), codes.to(dev))}
+        out["lm"] = lm_loss(model, self.t2i["caption"][i].to(dev), self.t2i["caption_len"][i].to(dev))
         j = torch.randint(0, len(self.mmu["codes"]), (r.batch_mmu,), generator=g)
         seq, target = mmu_sequences(self.mmu["codes"][j].view(len(j), -1).long() + off, self.mmu["question"][j],
                                     self.mmu["question_len"][j], self.mmu["answer"][j], self.mmu["answer_len"][j], cfg)
-        out["mmu"] = mmu_loss(model, seq, target)
+        out["mmu"] = mmu_loss(model, seq.to(dev), target.to(dev))
         out["total"] = r.weight_t2i * out["t2i"] + r.weight_mmu * out["mmu"] + r.weight_lm * out["lm"]
         return out
 
@@ -94,7 +102,8 @@ def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: T
     save_model(model, tmp / "model.safetensors")
     torch.save({"optimizer": opt.state_dict(), "generator": g.get_state(), "torch_rng": torch.get_rng_state()},
                tmp / "state.pt")
-    save_json({"step": step, "recipe": asdict(recipe), "elapsed_seconds": elapsed}, tmp / "progress.json")
+    save_json({"step": step, "recipe": asdict(recipe), "elapsed_seconds": elapsed, "hardware": hardware()},
+              tmp / "progress.json")
     old = ckpt.with_name(ckpt.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
@@ -103,16 +112,18 @@ def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: T
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=None, max_steps: int | None = None) -> dict:
+def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=None, max_steps: int | None = None,
+                  device: str | torch.device = "cpu") -> dict:
     """Train (or resume) a teacher into `out_dir/checkpoint/`; returns the final progress record.
-    `max_steps` stops early (e.g. to simulate an interruption); `live` is a DVCLive `Live` or None."""
+    `max_steps` stops early (e.g. to simulate an interruption); `live` is a DVCLive `Live` or None;
+    `device` is where the model runs (the data stream is the same on every device)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     cfg = model_config_for(world, recipe.preset)
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
-    model = ShowoModel(cfg)
+    model = ShowoModel(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay)
     step, elapsed = 0, 0.0
     if (ckpt / "progress.json").is_file():
@@ -120,7 +131,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
         if prog["recipe"] != asdict(recipe):
             raise RuntimeError(f"{ckpt}: checkpoint was trained with another recipe; delete it or restore the params")
         model.load_state_dict(load_model(ckpt / "model.safetensors").state_dict())
-        state = torch.load(ckpt / "state.pt", weights_only=True)
+        state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -133,7 +144,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     while step < stop:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe)
-        with autocast(recipe.precision):
+        with autocast(recipe.precision, device):
             losses = batches.losses(model)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -220,7 +231,7 @@ def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpo
         check_card_fits_world(card, world, f"shipped teacher {tp.shipped_dir}")
         model = load_model(Path(tp.shipped_dir) / "model.safetensors")
     elif tp.source == "scratch":
-        prog = train_teacher(world, tp.train, checkpoint_dir, live)
+        prog = train_teacher(world, tp.train, checkpoint_dir, live, device=default_device())
         model = load_model(Path(checkpoint_dir) / "checkpoint" / "model.safetensors")
         history = [json.loads(line) for line in open(Path(checkpoint_dir) / "history.jsonl")]
         card = make_card(world, tp.train, prog, history)
@@ -231,14 +242,21 @@ def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpo
         raise ValueError(f"unknown teacher source {tp.source!r}")
     save_model(model, out / "model.safetensors")
     save_json(card, out / "card.json")
-    return model, card
+    return model.to(default_device()), card
 
 
 def make_card(world: World, recipe: TeacherTrainParams, progress: dict, history: list[dict]) -> dict:
     return {"format": CARD_FORMAT, "source": "scratch", "world_params": to_dict(world.params),
             "world_fingerprint": world_fingerprint(world), "train_params": asdict(recipe),
-            "train": {"steps": progress["step"], "minutes": round(progress["elapsed_seconds"] / 60, 1), "hardware": hardware()},
+            "train": {"steps": progress["step"], "minutes": round(progress["elapsed_seconds"] / 60, 1),
+                      "hardware": progress.get("hardware") or hardware()},
             "history": history, "scores": {}}
+
+
+def trained_on(card: dict) -> str:
+    """The GPU (or else CPU) a card's teacher was trained on."""
+    hw = card.get("train", {}).get("hardware") or {}
+    return hw.get("gpu") or hw.get("cpu") or "unknown"
 
 
 def scale_key(s: float) -> str:
@@ -302,7 +320,9 @@ def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> Non
         "## Training", "",
         f"- recipe: `teacher.train` in `card.json` (preset `{tp['preset']}`, {tp['steps']} steps, batch {tp['batch_t2i']} T2I"
         f" + {tp['batch_mmu']} MMU, AdamW lr {tp['lr']}, warmup {tp['warmup_steps']}, cosine to {tp['min_lr_ratio']}x, {tp['precision']})",
-        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on {hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads),"
+        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on "
+        + (f"{hw['gpu']} (GPU)," if hw.get("gpu") else f"{hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads),")
+        +
         f" torch {hw.get('torch', '?')}" + (f"; {tr['note']}" if tr.get("note") else ""),
         "- world: `world_params` in `card.json` (the default `params.yaml` world)",
         "- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",

@@ -168,6 +168,20 @@ class World:
     def mmu_train(self) -> dict[str, torch.Tensor]:
         return load_tensors(self.root / "mmu_train.safetensors", "mmu")
 
+    def token_names(self, ids: Sequence[int]) -> list[str]:
+        """Readable names of unified-vocabulary ids: words and specials as themselves, image codes as `<img:k>`."""
+        lay = self.layout
+        out = []
+        for i in ids:
+            i = int(i)
+            if lay.code_offset <= i < lay.code_offset + lay.codebook_size:
+                out.append(f"<img:{i - lay.code_offset}>")
+            elif i == lay.mask_id:
+                out.append("<|mask|>")
+            else:
+                out.append(self.text.tk.id_to_token(i) or f"<{i}>")
+        return out
+
     def eval_t2i(self) -> tuple[list[Prompt], list[Scene]]:
         rows = load_json(self.root / "eval_t2i.json")
         return [Prompt.from_dict(r["prompt"]) for r in rows], [scene_from_list(r["scene"]) for r in rows]

@@ -67,3 +67,16 @@ def test_notebooks_run_under_nbval(micro_repo):
     nbs = [str(Path("notebooks") / nb.name) for nb in NOTEBOOKS]
     run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", *nbs], micro_repo)
+
+
+def test_dvc_repro_writes_trajectory_stores(micro_repo):
+    from showo_turbo.params import load_params
+    from showo_turbo.shards import ShardReader
+    tp = load_params(micro_repo / "params.yaml").trajectories
+    m = json.loads((micro_repo / "metrics" / "trajectories.json").read_text())
+    t2i = ShardReader(micro_repo / "data" / "trajectories" / "t2i", "t2i")
+    mmu = ShardReader(micro_repo / "data" / "trajectories" / "mmu", "mmu")
+    assert m["t2i"]["rows"] == t2i.manifest["counts"]["rows"] == tp.captions * tp.samples_per_caption
+    assert m["mmu"]["rows"] == mmu.manifest["counts"]["rows"] == tp.mmu_questions
+    assert 1 <= m["mmu"]["iterations_per_block"] <= tp.block_size + 1 and m["mmu"]["forwards_per_token"] > 0
+    assert t2i.params["trajectories"]["steps"] == tp.steps and len(list(t2i)) == t2i.manifest["counts"]["shards"]

@@ -86,3 +86,8 @@ def test_writer_resumes_and_refuses_other_params(tmp_path):
     assert ShardReader(tmp_path, "t2i").manifest["counts"]["rows"] == 5
     with pytest.raises(ShardError, match="written with other params"):
         ShardWriter(tmp_path, "t2i", {"steps": 8})
+    restarted = ShardWriter(tmp_path, "t2i", {"steps": 8}, restart=True)
+    assert restarted.rows == 0 and not list(tmp_path.glob("shard-*"))
+    restarted.append({"codes": torch.ones(1, 8)})
+    restarted.finish()
+    assert ShardReader(tmp_path, "t2i").params == {"steps": 8}

@@ -1,4 +1,5 @@
-"""The shipped teacher: it fits the default world, and on it greedy Jacobi == greedy AR token for token.
+"""The shipped teachers: they fit the default world, and on the default one greedy Jacobi == greedy AR
+token for token.
 
 The default world's tokenizers depend only on its first `codebook_fit_images` training scenes, so a
 slim copy of the default world (few training examples) has exactly the shipped teacher's
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from showo_turbo.evaluate import mmu_prompts
-from showo_turbo.model import load_model
+from showo_turbo.model import PRESETS, load_model
 from showo_turbo.params import load_params
 from showo_turbo.sampling import ar_generate, jacobi_generate
 from showo_turbo.teacher import check_card_fits_world, read_card
@@ -40,11 +41,19 @@ def prompts(default_world, teacher):
     return mmu_prompts(default_world, questions[:200], scenes[:200], teacher.config)
 
 
-def test_shipped_teacher_fits_the_default_world(default_world, teacher):
-    card = read_card(SHIPPED)
-    check_card_fits_world(card, default_world, "shipped teacher")
-    assert card["train_params"] == dataclasses.asdict(load_params(ROOT / "params.yaml").teacher.train)
+def test_default_teacher_was_trained_with_the_params_recipe(teacher, default_world):
+    assert read_card(SHIPPED)["train_params"] == dataclasses.asdict(load_params(ROOT / "params.yaml").teacher.train)
     assert teacher.config.vocab_size == default_world.layout.vocab_size
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "teacher").iterdir() if p.is_dir()))
+def test_every_shipped_teacher_fits_the_default_world(default_world, folder):
+    card = read_card(ROOT / "teacher" / folder)
+    check_card_fits_world(card, default_world, f"teacher/{folder}")
+    model = load_model(ROOT / "teacher" / folder / "model.safetensors")
+    assert model.config.vocab_size == default_world.layout.vocab_size
+    preset = PRESETS[card["train_params"]["preset"]]  # the weights are the size the card says
+    assert (model.config.hidden_size, model.config.num_layers) == (preset["hidden_size"], preset["num_layers"])
 
 
 @pytest.mark.parametrize("block", [4, 16])

@@ -1,11 +1,17 @@
-"""Trajectory segmentation and the consistency targets kept per T2I trajectory."""
+"""Trajectory segmentation, the T2I and MMU trajectory stores, and resuming a collection."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 
 from showo_turbo.model import ShowoModel
+from showo_turbo.params import ParamsError, load_params, parse_params, to_dict
+from showo_turbo.sampling import ar_generate
+from showo_turbo.shards import ShardReader, ShardWriter
 from showo_turbo.teacher import model_config_for
-from showo_turbo.trajectories import collect_t2i_batch, segment_bounds, segment_ends
+from showo_turbo.trajectories import (collect_mmu, collect_t2i, collect_t2i_batch, has_repetition, model_sha256,
+                                      segment_bounds, segment_ends, state_at, training_captions)
 
 
 def test_segment_bounds_cover_the_steps():
@@ -21,20 +27,103 @@ def test_segment_bounds_cover_the_steps():
         segment_bounds(4, 5)
 
 
-def test_t2i_targets_match_the_trajectory(micro_world):
+@pytest.fixture(scope="module")
+def teacher(micro_world):
     torch.manual_seed(0)
-    model = ShowoModel(model_config_for(micro_world, "micro")).eval()
+    return ShowoModel(model_config_for(micro_world, "micro")).eval()
+
+
+def test_t2i_batch_matches_the_sampler_trajectory(micro_world, teacher):
     t = micro_world.t2i_train()
-    ends = segment_ends(8, [4, 2, 1])
-    tg = collect_t2i_batch(model, t["caption"][:5].long(), t["caption_len"][:5].long(), steps=8, cfg_scale=2.0, ends=ends, top_k=8)
-    assert (tg.commit_step <= 7).all() and tg.commit_step.min() == 0
-    # Deterministic decoding commits the argmax of the distribution it stored at the commit step.
-    assert torch.equal(tg.commit_index[..., 0].long(), tg.codes)
-    p = tg.commit_probs.float()
-    assert (p[..., :-1] >= p[..., 1:]).all() and (p.sum(-1) <= 1.01).all() and (p[..., 0] > 0).all()
-    # Segment-end distributions exist exactly where the position was still masked at that step.
-    for j, e in enumerate(ends):
-        masked = tg.commit_step >= e
-        assert (tg.end_probs[:, j].float().sum(-1) > 0).eq(masked).all()
-    again = collect_t2i_batch(model, t["caption"][:5].long(), t["caption_len"][:5].long(), steps=8, cfg_scale=2.0, ends=ends, top_k=8)
-    assert torch.equal(again.codes, tg.codes)  # deterministic
+    caps, lens = t["caption"][:5].long(), t["caption_len"][:5].long()
+    rows = collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8)
+    codes, commit = rows["codes"].long(), rows["commit_step"].long()
+    assert rows["probs"].shape == (5, 8, micro_world.vq.grid_shape[0] * micro_world.vq.grid_shape[1], 8)
+    assert (commit <= 7).all() and commit.min() == 0
+    # Deterministic decoding commits the argmax of the distribution at the commit step.
+    at_commit = rows["index"].long().gather(1, commit.view(5, 1, -1, 1).expand(-1, 1, -1, 8))[:, 0, :, 0]
+    assert torch.equal(at_commit, codes)
+    p = rows["probs"].float()
+    assert (p[..., :-1] >= p[..., 1:]).all() and (p.sum(-1) <= 1.01).all()
+    # States rebuilt from commit steps: all masked at step 0, none after the last step, monotone.
+    assert (state_at(codes, commit, 0) == -1).all() and (state_at(codes, commit, 8) == codes).all()
+    for k in range(8):
+        assert ((state_at(codes, commit, k) == -1).sum(1) >= (state_at(codes, commit, k + 1) == -1).sum(1)).all()
+    again = collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8)
+    assert torch.equal(again["codes"], rows["codes"])  # deterministic
+
+
+def _all(reader: ShardReader) -> dict[str, torch.Tensor]:
+    parts = list(reader)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def test_t2i_store_and_resume(micro_world, micro_params, teacher, tmp_path):
+    tp = replace(micro_params.trajectories, captions=20, shard_rows=8, batch_size=3, steps=4)
+    full = collect_t2i(teacher, micro_world, tp, tmp_path / "full", progress=False)
+    m = full.manifest
+    assert m["counts"]["rows"] == 20 and m["counts"]["shards"] == 3 and m["counts"]["complete"]
+    assert m["params"]["trajectories"] == to_dict(tp) and m["params"]["teacher_sha256"] == model_sha256(teacher)
+    data = _all(full)
+    assert len(torch.unique(torch.cat([data["caption"], data["caption_len"].view(-1, 1)], 1), dim=0)) == 20
+    # An interrupted run (one shard written, no 'complete') resumes and ends equal to the full one.
+    part = ShardWriter(tmp_path / "part", "t2i", m["params"])
+    part.append(full.load(0))
+    with pytest.raises(Exception, match="incomplete"):
+        ShardReader(tmp_path / "part", "t2i")
+    first = (tmp_path / "part" / "shard-00000.safetensors").stat().st_mtime_ns
+    resumed = collect_t2i(teacher, micro_world, tp, tmp_path / "part", progress=False)
+    assert (tmp_path / "part" / "shard-00000.safetensors").stat().st_mtime_ns == first
+    for k, v in _all(resumed).items():
+        assert torch.equal(v, data[k]), k
+    # Another teacher's store is not resumed into.
+    other = ShowoModel(teacher.config)
+    with pytest.raises(Exception, match="other params"):
+        collect_t2i(other, micro_world, tp, tmp_path / "full", progress=False)
+
+
+def test_stochastic_trajectories_differ_per_sample(micro_world, micro_params, teacher, tmp_path):
+    tp = replace(micro_params.trajectories, captions=4, samples_per_caption=3, decoding="stochastic", steps=4)
+    data = _all(collect_t2i(teacher, micro_world, tp, tmp_path, progress=False))
+    assert len(data["codes"]) == 12
+    assert torch.equal(data["caption"][0], data["caption"][2]) and not torch.equal(data["caption"][0], data["caption"][3])
+    assert not torch.equal(data["codes"][0], data["codes"][1])
+
+
+def test_mmu_fixed_points_equal_greedy_ar(micro_world, micro_params, teacher, tmp_path):
+    tp = replace(micro_params.trajectories, mmu_questions=20, shard_rows=8, batch_size=6, block_size=3)
+    data = _all(collect_mmu(teacher, micro_world, tp, tmp_path, progress=False))
+    n = tp.block_size
+    ar = ar_generate(teacher, data["prompt"].long(), max_new_tokens=micro_world.summary["lengths"]["answer"] + 1)
+    for b in range(20):
+        want = ar.tokens[b]
+        assert data["answer"][b, :len(want)].tolist() == want and int(data["answer_len"][b]) == len(want)
+        for j in range(data["n_states"].shape[1]):
+            s = int(data["n_states"][b, j])
+            block = data["states"][b, j]
+            if j * n < len(want):
+                assert s >= 1 and block[s - 1].tolist()[: len(want) - j * n] == want[j * n:(j + 1) * n]
+                # The initial guess is drawn from the prompt's own tokens.
+                assert set(block[0].tolist()) <= set(data["prompt"][b].tolist())
+            else:
+                assert s == 0
+    assert not data["repetitive"].any()
+
+
+def test_repetition_filter_and_params():
+    assert has_repetition([5] * 10) and not has_repetition([5] * 9 + [6] + [5] * 9)
+    base = to_dict(load_params("params/micro.yaml"))
+    bad = {**base, "trajectories": {**base["trajectories"], "samples_per_caption": 2}}
+    with pytest.raises(ParamsError, match="trajectories.samples_per_caption: deterministic decoding"):
+        parse_params(bad)
+    bad = {**base, "distill": {"segments": [8, 1]}}
+    with pytest.raises(ParamsError, match=r"distill.segments: 8 segments do not fit trajectories.steps \(4\)"):
+        parse_params(bad)
+
+
+def test_training_captions_are_distinct_and_seeded(micro_world):
+    a, la = training_captions(micro_world, 10, seed=0)
+    b, _ = training_captions(micro_world, 10, seed=0)
+    assert torch.equal(a, b) and len(torch.unique(a, dim=0)) == 10
+    with pytest.raises(ValueError, match="trajectories.captions"):
+        training_captions(micro_world, 10**6, seed=0)
