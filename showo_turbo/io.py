@@ -32,6 +32,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to `path`; on success swap it in for `path` (a checkpoint
+    folder is then the old one or the new one, never a mix), on failure delete it."""
+    import shutil
+    path = Path(path)
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_json(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -71,3 +92,33 @@ def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str
             return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
         raise error(f"{path}: not a readable safetensors file ({e})") from None
+
+
+class LossLog:
+    """Running means of a training loop's losses; `flush` appends them to `history.jsonl` and logs
+    them to DVCLive (`live`, under `prefix/loss_<name>`) when `write` is true."""
+
+    def __init__(self, path: str | Path, live=None, prefix: str = "train"):
+        self.path, self.live, self.prefix = Path(path), live, prefix
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, losses: dict) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+        self.n += 1
+
+    def flush(self, step: int, seconds: float, write: bool = True, **extra_metrics: float) -> dict[str, float]:
+        means = {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        if write:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "seconds": round(seconds, 1), **means}) + "\n")
+            if self.live is not None:
+                self.live.step = step
+                for k, v in means.items():
+                    self.live.log_metric(f"{self.prefix}/loss_{k}", v)
+                for k, v in extra_metrics.items():
+                    self.live.log_metric(f"{self.prefix}/{k}", v)
+                self.live.next_step()
+        self.sums, self.n = {}, 0
+        return means

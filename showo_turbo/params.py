@@ -152,10 +152,48 @@ class TrajectoryParams:
 
 
 @dataclass(frozen=True)
-class DistillParams:
-    """Segmented consistency distillation (stages `distill@<i>`)."""
+class CurriculumStage:
+    """One stage of the curriculum: its segment count and the student it starts from."""
 
-    segments: tuple[int, ...] = _p((4, 2, 1), min=1, doc="the curriculum: segments per stage, in order")
+    segments: int = _p(4, min=1, doc="segments the T2I (and text) trajectories are cut into")
+    init_dir: str = _p("data/teacher", doc="data/teacher, or data/students/<an earlier stage>")
+
+
+def _default_stages() -> dict:
+    return {"seg4": CurriculumStage(4, "data/teacher"), "seg2": CurriculumStage(2, "data/students/seg4"),
+            "seg1": CurriculumStage(1, "data/students/seg2")}
+
+
+@dataclass(frozen=True)
+class DistillParams:
+    """Segmented consistency distillation: one DVC stage `distill@<name>` per curriculum stage."""
+
+    stages: dict[str, CurriculumStage] = field(default_factory=_default_stages)
+    steps: int = _p(300, min=1, doc="optimizer steps per curriculum stage (the distillation budget)")
+    batch_t2i: int = _p(32, min=1, doc="T2I trajectory states per step and process")
+    batch_mmu: int = _p(16, min=1, doc="Jacobi states per step and process")
+    lr: float = _p(1e-4, min=0.0)
+    warmup_steps: int = _p(20, min=0)
+    weight_decay: float = _p(0.0, min=0.0)
+    grad_clip: float = _p(1.0, min=0.0)
+    weight_image: float = _p(1.0, min=0.0, doc="image consistency loss")
+    weight_lm: float = _p(0.1, min=0.0, doc="LM loss on the captions")
+    weight_text: float = _p(0.5, min=0.0, doc="text loss = consistency + ar_multiplier * AR")
+    ar_multiplier: float = _p(10.0, min=0.0, doc="AR loss on the teacher's fixed point, inside the text loss")
+    precision: str = _p("bf16", choices=("bf16", "fp32"))
+    seed: int = _p(0, min=0)
+    checkpoint_every: int = _p(50, min=1)
+    log_every: int = _p(10, min=1)
+    eval_steps: tuple[int, ...] = _p((2, 4), min=1, doc="student T2I step counts scored after each stage (no CFG)")
+
+    def check(self) -> list[tuple[str, str]]:
+        seen = ["data/teacher"]
+        for name, st in self.stages.items():
+            if st.init_dir not in seen:
+                return [(f"stages.{name}.init_dir", f"must be one of {', '.join(seen)} (the teacher or an earlier "
+                                                     f"stage's student), got {st.init_dir!r}")]
+            seen.append(f"data/students/{name}")
+        return []
 
 
 @dataclass(frozen=True)
@@ -166,9 +204,10 @@ class Params:
     distill: DistillParams = field(default_factory=DistillParams)
 
     def check(self) -> list[tuple[str, str]]:
-        bad = [s for s in self.distill.segments if s > self.trajectories.steps]
-        if bad:
-            return [("distill.segments", f"{bad[0]} segments do not fit trajectories.steps ({self.trajectories.steps})")]
+        for name, st in self.distill.stages.items():
+            if st.segments > self.trajectories.steps:
+                return [(f"distill.stages.{name}.segments",
+                         f"{st.segments} segments do not fit trajectories.steps ({self.trajectories.steps})")]
         return []
 
 
@@ -216,6 +255,14 @@ def build_dataclass(cls, data: Any, prefix: str = ""):
         tp, v = hints[name], data[name]
         if dataclasses.is_dataclass(tp):
             values[name] = build_dataclass(tp, v, key + ".")
+        elif typing.get_origin(tp) is dict:  # named entries of one dataclass, e.g. the curriculum's stages
+            if not isinstance(v, dict) or not v:
+                raise ParamsError(f"{key}: expected a non-empty mapping of names to entries, got {v!r}")
+            elem = typing.get_args(tp)[1]
+            for k in v:
+                if not (isinstance(k, str) and k.replace("_", "").replace("-", "").isalnum()):
+                    raise ParamsError(f"{key}: entry name {k!r} must be letters, digits, '-' or '_'")
+            values[name] = {k: build_dataclass(elem, x, f"{key}.{k}.") for k, x in v.items()}
         elif typing.get_origin(tp) is tuple:
             if not isinstance(v, list) or not v:
                 raise ParamsError(f"{key}: expected a non-empty list, got {v!r}")

@@ -14,9 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .evaluate import mmu_eval, t2i_sweep
-from .io import load_json, save_json
+from .io import LossLog, atomic_dir, load_json, save_json
 from .model import (ShowoConfig, ShowoModel, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
@@ -95,21 +93,13 @@ class TrainingBatches:
 
 
 def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: TrainRecipe, elapsed: float) -> None:
-    """Weights (safetensors) + optimizer/RNG state, written to a temp folder and renamed into place."""
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, tmp / "model.safetensors")
-    torch.save({"optimizer": opt.state_dict(), "generator": g.get_state(), "torch_rng": torch.get_rng_state()},
-               tmp / "state.pt")
-    save_json({"step": step, "recipe": asdict(recipe), "elapsed_seconds": elapsed, "hardware": hardware()},
-              tmp / "progress.json")
-    old = ckpt.with_name(ckpt.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if ckpt.exists():
-        os.replace(ckpt, old)
-    os.replace(tmp, ckpt)
-    shutil.rmtree(old, ignore_errors=True)
+    """Weights (safetensors) + optimizer/RNG state, swapped in as one folder."""
+    with atomic_dir(ckpt) as tmp:
+        save_model(model, tmp / "model.safetensors")
+        torch.save({"optimizer": opt.state_dict(), "generator": g.get_state(), "torch_rng": torch.get_rng_state()},
+                   tmp / "state.pt")
+        save_json({"step": step, "recipe": asdict(recipe), "elapsed_seconds": elapsed, "hardware": hardware()},
+                  tmp / "progress.json")
 
 
 def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=None, max_steps: int | None = None,
@@ -140,7 +130,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     model.train()
     stop = recipe.steps if max_steps is None else min(recipe.steps, max_steps)
     bar = tqdm(total=recipe.steps, initial=step, desc="teacher")
-    t0, sums, n = time.time() - elapsed, {}, 0
+    t0, log = time.time() - elapsed, LossLog(out / "history.jsonl", live, "train")
     while step < stop:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe)
@@ -151,22 +141,11 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         opt.step()
         step += 1
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        n += 1
+        log.add(losses)
         bar.update()
         if step % recipe.log_every == 0 or step == stop:
-            means = {k: v / n for k, v in sums.items()}
+            means = log.flush(step, time.time() - t0, lr=lr_at(step - 1, recipe))
             bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "seconds": round(time.time() - t0, 1), **means}) + "\n")
-            if live is not None:
-                live.step = step
-                for k, v in means.items():
-                    live.log_metric(f"train/loss_{k}", v)
-                live.log_metric("train/lr", lr_at(step - 1, recipe))
-                live.next_step()
-            sums, n = {}, 0
         if step % recipe.checkpoint_every == 0 or step == stop:
             _save_state(ckpt, model, opt, step, g, recipe, time.time() - t0)
     bar.close()

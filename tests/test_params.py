@@ -28,9 +28,26 @@ def test_shipped_params_and_micro_preset_load_with_the_same_keys():
     micro = load_params(ROOT / "params" / "micro.yaml")
 
     def keys(d, prefix=""):
+        if prefix == "distill.stages.":  # named curriculum stages: their own names, the same keys each
+            d = {"<stage>": next(iter(d.values()))}
         return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
     assert keys(to_dict(default)) == keys(to_dict(micro))
     assert micro.world.train_t2i < default.world.train_t2i
+    assert len(micro.distill.stages) >= 2  # the micro pipeline exercises a stage that starts from a student
+
+
+def test_curriculum_errors_name_the_stage():
+    data = base()
+    data["distill"]["stages"] = {"a": {"segments": 2, "init_dir": "data/teacher"},
+                                 "b": {"segments": 1, "init_dir": "data/students/c"}}
+    assert error_of(data) == ("params.yaml: distill.stages.b.init_dir: must be one of data/teacher, data/students/a "
+                              "(the teacher or an earlier stage's student), got 'data/students/c'")
+    data["distill"]["stages"] = {"a": {"segments": 99, "init_dir": "data/teacher"}}
+    assert error_of(data) == "params.yaml: distill.stages.a.segments: 99 segments do not fit trajectories.steps (16)"
+    data["distill"]["stages"] = {"a b": {"segments": 2, "init_dir": "data/teacher"}}
+    assert "entry name 'a b'" in error_of(data)
+    data["distill"]["stages"] = {"a": {"segments": 2}}
+    assert error_of(data) == "params.yaml: distill.stages.a.init_dir: missing (every key must be given so that DVC tracks it)"
 
 
 def test_round_trip():

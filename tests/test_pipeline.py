@@ -80,3 +80,27 @@ def test_dvc_repro_writes_trajectory_stores(micro_repo):
     assert m["mmu"]["rows"] == mmu.manifest["counts"]["rows"] == tp.mmu_questions
     assert 1 <= m["mmu"]["iterations_per_block"] <= tp.block_size + 1 and m["mmu"]["forwards_per_token"] > 0
     assert t2i.params["trajectories"]["steps"] == tp.steps and len(list(t2i)) == t2i.manifest["counts"]["shards"]
+
+
+def test_dvc_repro_runs_the_curriculum(micro_repo):
+    import torch
+
+    from showo_turbo.model import load_model
+    from showo_turbo.params import load_params
+    stages = list(load_params(micro_repo / "params.yaml").distill.stages)
+    assert len(stages) >= 2
+    weights = []
+    for name in stages:
+        m = json.loads((micro_repo / "metrics" / "distill" / f"{name}.json").read_text())
+        for key in ("t2i.steps_2.score", "t2i.steps_4.score", "mmu.accuracy", "mmu.forwards_per_token",
+                    "teacher.forwards_per_token", "train.minutes"):
+            section, *rest = key.split(".")
+            value = m[section]
+            for part in rest:
+                value = value[part]
+            assert isinstance(value, float), key
+        assert (micro_repo / "reports" / f"03_distill_{name}.ipynb").is_file()
+        weights.append(load_model(micro_repo / "data" / "students" / name / "model.safetensors").state_dict())
+    teacher = load_model(micro_repo / "data" / "teacher" / "model.safetensors").state_dict()
+    for before, after in zip([teacher, *weights], weights):  # each stage trained on from the previous one
+        assert any(not torch.equal(before[k], after[k]) for k in after)

@@ -116,9 +116,6 @@ def test_repetition_filter_and_params():
     bad = {**base, "trajectories": {**base["trajectories"], "samples_per_caption": 2}}
     with pytest.raises(ParamsError, match="trajectories.samples_per_caption: deterministic decoding"):
         parse_params(bad)
-    bad = {**base, "distill": {"segments": [8, 1]}}
-    with pytest.raises(ParamsError, match=r"distill.segments: 8 segments do not fit trajectories.steps \(4\)"):
-        parse_params(bad)
 
 
 def test_training_captions_are_distinct_and_seeded(micro_world):

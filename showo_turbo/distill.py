@@ -1,0 +1,350 @@
+"""Segmented consistency distillation (Show-o Turbo; DESIGN.md 1.1, "Image consistency loss", "Text
+consistency loss", "Student").
+
+One curriculum stage cuts every teacher trajectory into S segments and trains the student to jump
+from any state straight to where its segment ends:
+
+- image: pick a step t; the student (no CFG) sees the state x_t; for each position still masked
+  there, the target is the teacher's distribution at the last step, up to the end e(t) of t's
+  segment, at which the position was still masked: min(commit step, e(t)). Soft-target
+  cross-entropy, averaged over masked positions.
+- text (CLLM global consistency): pick a Jacobi state x_i of a block and the last state x_e of its
+  segment; the student's distributions on x_e (no gradient) are the targets for its distributions
+  on x_i, at the block positions after the first token where x_i and x_e differ. Plus the AR loss
+  on the teacher's fixed point (the answer).
+- total: w_img L_img + w_lm L_lm + w_text (L_text_consistency + ar_multiplier L_ar).
+
+The loop runs on `accelerate` (one process, or several through `accelerate launch`); all losses are
+computed in one module forward so that DDP synchronises gradients. Every batch is drawn from a
+generator seeded by (seed, process, step), so a resumed stage draws exactly what an uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .io import LossLog, atomic_dir, load_json, save_json
+from .model import ShowoModel, lm_loss, load_model, mmu_attention_mask, mmu_loss, save_model, t2i_sequences
+from .params import CurriculumStage, DistillParams, load_params
+from .shards import sha256_of
+from .trajectories import load_store, segment_bounds, state_at
+
+# --------------------------------------------------------------------------------------------
+# Targets.
+
+
+def segment_end_of(steps: int, segments: int) -> torch.Tensor:
+    """[T]: the last step of the segment each step belongs to."""
+    out = torch.empty(steps, dtype=torch.long)
+    for start, end in segment_bounds(steps, segments):
+        out[start:end + 1] = end
+    return out
+
+
+def image_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, t: torch.Tensor, segments: int):
+    """For trajectory rows `rows` at steps `t` [B]: the state x_t (-1 = masked), the masked positions
+    and the top-k target distribution (renormalised) and its code indices per position."""
+    codes, commit = store["codes"][rows].long(), store["commit_step"][rows].long()
+    T = store["probs"].shape[1]
+    end = segment_end_of(T, segments)[t]                                   # [B]
+    state = torch.stack([state_at(c, m, int(k)) for c, m, k in zip(codes, commit, t)])
+    masked = state < 0
+    target_step = torch.minimum(commit, end.view(-1, 1))                   # [B, N]
+    k = store["probs"].shape[-1]
+    pick = target_step.view(len(rows), 1, -1, 1).expand(-1, 1, -1, k)
+    probs = store["probs"][rows].float().gather(1, pick)[:, 0]             # [B, N, k]
+    index = store["index"][rows].long().gather(1, pick)[:, 0]
+    probs = probs / probs.sum(-1, keepdim=True).clamp(min=1e-8)
+    return state, masked, probs, index
+
+
+def _real(prompt: torch.Tensor, pad_id: int) -> torch.Tensor:
+    return prompt[(prompt != pad_id).long().cumsum(0) > 0]  # drop the left padding
+
+
+def _right_pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, pad_id: int, g: torch.Generator):
+    """Jacobi consistency pairs and AR sequences for MMU rows `rows` (right-padded, no left pads).
+
+    Returns seq_i / seq_e [B, L] (prompt + earlier fixed points + state x_i / x_e), block_start [B],
+    loss_mask [B, n] (block token m is predicted at position block_start + m - 1 and counted when
+    m > the first index where x_i and x_e differ), seq_ar [B, L'] and ar_target [B, L'] (positions
+    whose next token belongs to the answer, its <|eot|> included)."""
+    n = store["states"].shape[-1]
+    seq_i, seq_e, starts, masks, seq_ar, ar_len = [], [], [], [], [], []
+    for r in rows.tolist():
+        prompt = _real(store["prompt"][r].long(), pad_id)
+        n_states = store["n_states"][r].long()
+        blocks = torch.nonzero(n_states > 0).flatten()
+        j = int(blocks[torch.randint(0, len(blocks), (1,), generator=g)])
+        s = int(n_states[j])
+        i = int(torch.randint(0, s, (1,), generator=g))
+        e = next(end for start, end in segment_bounds(s, min(segments, s)) if start <= i <= end)
+        x_i, x_e = store["states"][r, j, i].long(), store["states"][r, j, e].long()
+        answer = store["answer"][r, :int(store["answer_len"][r])].long()
+        before = torch.cat([prompt, store["answer"][r, :j * n].long()])
+        seq_i.append(torch.cat([before, x_i]))
+        seq_e.append(torch.cat([before, x_e]))
+        starts.append(len(before))
+        diff = torch.nonzero(x_i != x_e).flatten()
+        d = int(diff[0]) if len(diff) else n
+        masks.append((torch.arange(n) > d) & (torch.arange(n) >= 1))
+        seq_ar.append(torch.cat([prompt, answer]))
+        ar_len.append((len(prompt), len(answer)))
+    ar = _right_pad(seq_ar, pad_id)
+    ar_target = torch.zeros_like(ar, dtype=torch.bool)
+    for b, (p, a) in enumerate(ar_len):
+        ar_target[b, p - 1:p + a - 1] = True
+    return {"seq_i": _right_pad(seq_i, pad_id), "seq_e": _right_pad(seq_e, pad_id), "block_start": torch.tensor(starts),
+            "loss_mask": torch.stack(masks), "seq_ar": ar, "ar_target": ar_target}
+
+
+# --------------------------------------------------------------------------------------------
+# The objective: every loss in one forward (so DDP sees one forward per step).
+
+
+def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row -sum_k p_k log q(index_k); without `index`, `probs` is over the whole last dimension."""
+    logq = logits.float().log_softmax(-1)
+    if index is not None:
+        logq = logq.gather(-1, index)
+    return -(probs * logq).sum(-1)
+
+
+class DistillObjective(nn.Module):
+    """Wraps the student; `forward(batch)` returns the stage's losses."""
+
+    def __init__(self, student: ShowoModel, dp: DistillParams):
+        super().__init__()
+        self.student, self.dp = student, dp
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m, dp, cfg = self.student, self.dp, self.student.config
+        out = {}
+        # 1. Image consistency: the student, without CFG, jumps from x_t to its segment's end.
+        logits = m.image_logits(batch["t2i_ids"])                                     # [B, N, codebook]
+        per_pos = soft_cross_entropy(logits, batch["t2i_probs"], batch["t2i_index"])
+        out["image"] = (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)
+        # 2. LM loss on the captions keeps the text head a language model.
+        out["lm"] = lm_loss(m, batch["caption"], batch["caption_len"])
+        # 3. Text consistency: x_i's predictions move towards the (detached) predictions on x_e.
+        n = batch["loss_mask"].shape[1]
+        pos = (batch["block_start"].view(-1, 1) + torch.arange(n, device=batch["seq_i"].device).view(1, -1) - 1).clamp(min=0)
+        with torch.no_grad():
+            h_e = m.hidden(batch["seq_e"], mmu_attention_mask(batch["seq_e"], cfg))
+            target = m.logits(h_e.gather(1, pos.unsqueeze(-1).expand(-1, -1, h_e.shape[-1]))).float().softmax(-1)
+        h_i = m.hidden(batch["seq_i"], mmu_attention_mask(batch["seq_i"], cfg))
+        pred = m.logits(h_i.gather(1, pos.unsqueeze(-1).expand(-1, -1, h_i.shape[-1])))
+        mask = batch["loss_mask"].float()
+        out["consistency"] = (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1)
+        # 4. AR loss on the teacher's fixed point.
+        out["ar"] = mmu_loss(m, batch["seq_ar"], batch["ar_target"])
+        out["total"] = (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
+                        + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
+        return out
+
+
+class DistillBatches:
+    """Minibatches of trajectory states for one curriculum stage, drawn on the CPU."""
+
+    def __init__(self, trajectories_dir: str | Path, stage: CurriculumStage, dp: DistillParams, cfg):
+        root = Path(trajectories_dir)
+        self.t2i, self.mmu = load_store(root / "t2i", "t2i"), load_store(root / "mmu", "mmu")
+        self.usable = torch.nonzero(~self.mmu["repetitive"].bool() & (self.mmu["answer_len"] > 0)).flatten()
+        if not len(self.t2i.get("codes", [])) or not len(self.usable):
+            raise ValueError(f"{root}: no trajectories to distill from")
+        self.stage, self.dp, self.cfg = stage, dp, cfg
+
+    def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
+        dp, cfg, lay = self.dp, self.cfg, self.cfg.layout
+        rows = torch.randint(0, len(self.t2i["codes"]), (dp.batch_t2i,), generator=g)
+        T = self.t2i["probs"].shape[1]
+        t = torch.randint(0, T, (dp.batch_t2i,), generator=g)
+        state, masked, probs, index = image_targets(self.t2i, rows, t, self.stage.segments)
+        caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
+        ids = t2i_sequences(caption, caption_len, torch.where(state < 0, lay.mask_id, state + lay.code_offset), cfg)
+        mmu_rows = self.usable[torch.randint(0, len(self.usable), (dp.batch_mmu,), generator=g)]
+        text = text_targets(self.mmu, mmu_rows, self.stage.segments, lay.pad_id, g)
+        return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
+                "caption": caption, "caption_len": caption_len, **text}
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+
+
+def lr_at(step: int, dp: DistillParams) -> float:
+    """Linear warmup, then constant (the official student lr is constant)."""
+    return dp.lr * min(1.0, (step + 1) / max(dp.warmup_steps, 1))
+
+
+def batch_generator(seed: int, process: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + process) * 1_000_003 + step)
+
+
+def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, init_dir: str | Path) -> dict:
+    """What a checkpoint must match to be resumed: the stage, the params and its inputs."""
+    traj = Path(trajectories_dir)
+    shas = {k: load_json(traj / k / "manifest.json")["shards"][-1]["sha256"] if (traj / k / "manifest.json").is_file() else None
+            for k in ("t2i", "mmu")}
+    init = Path(init_dir) / "model.safetensors"
+    return {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k != "stages"},
+            "trajectories": shas, "init_sha256": sha256_of(init) if init.is_file() else None}
+
+
+def _save(ckpt: Path, student: ShowoModel, opt, step: int, elapsed: float, signature: dict) -> None:
+    with atomic_dir(ckpt) as tmp:
+        save_model(student, tmp / "model.safetensors")
+        torch.save({"optimizer": opt.state_dict()}, tmp / "state.pt")
+        save_json({"step": step, "elapsed_seconds": elapsed, "signature": signature}, tmp / "progress.json")
+
+
+def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, out_dir: str | Path,
+                  live=None, max_steps: int | None = None, cpu: bool | None = None, progress: bool = True) -> dict:
+    """Train one curriculum stage's student from `stage.init_dir` into `out_dir` (model.safetensors +
+    history.jsonl; checkpoint/ while running). Resumes a checkpoint with the same signature and
+    starts over otherwise. `max_steps` stops early (to simulate an interruption). Returns the final
+    progress record with the last logged losses of every process."""
+    from accelerate import Accelerator
+
+    out = Path(out_dir)
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    acc = Accelerator(cpu=cpu, mixed_precision="bf16" if dp.precision == "bf16" else "no")
+    student = load_model(Path(stage.init_dir) / "model.safetensors").train()
+    signature = stage_signature(stage, dp, trajectories_dir, stage.init_dir)
+    ckpt, step, elapsed = out / "checkpoint", 0, 0.0
+    opt_state = None
+    if (ckpt / "progress.json").is_file():
+        prog = load_json(ckpt / "progress.json")
+        if prog.get("signature") == signature:
+            student = load_model(ckpt / "model.safetensors").train()
+            opt_state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")["optimizer"]
+            step, elapsed = prog["step"], prog["elapsed_seconds"]
+        elif acc.is_main_process:  # another stage, params or inputs: start over
+            shutil.rmtree(ckpt)
+            (out / "history.jsonl").unlink(missing_ok=True)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if step == 0:
+            (out / "history.jsonl").unlink(missing_ok=True)
+    objective = DistillObjective(student, dp)
+    opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    objective, opt = acc.prepare(objective, opt)
+    batches = DistillBatches(trajectories_dir, stage, dp, student.config)
+    stop = dp.steps if max_steps is None else min(dp.steps, max_steps)
+    bar = tqdm(total=dp.steps, initial=step, desc=f"distill ({stage.segments} segments)",
+               disable=not (progress and acc.is_main_process))
+    t0, log, last = time.time() - elapsed, LossLog(out / "history.jsonl", live, "distill"), {}
+    while step < stop:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, dp)
+        batch = {k: v.to(acc.device) for k, v in batches.draw(batch_generator(dp.seed, acc.process_index, step)).items()}
+        with acc.autocast():
+            losses = objective(batch)
+        opt.zero_grad(set_to_none=True)
+        acc.backward(losses["total"])
+        acc.clip_grad_norm_(objective.parameters(), dp.grad_clip)
+        opt.step()
+        step += 1
+        log.add(losses)
+        bar.update()
+        if step % dp.log_every == 0 or step == stop:
+            means = log.flush(step, time.time() - t0, write=acc.is_main_process)
+            gathered = acc.gather(torch.tensor([means[k] for k in sorted(means)], device=acc.device).view(1, -1)).cpu()
+            last = {f"process_{p}": dict(zip(sorted(means), row.tolist())) for p, row in enumerate(gathered)}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
+        if step % dp.checkpoint_every == 0 or step == stop:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                _save(ckpt, acc.unwrap_model(objective).student, opt, step, time.time() - t0, signature)
+    bar.close()
+    acc.wait_for_everyone()
+    prog = load_json(ckpt / "progress.json")
+    student = acc.unwrap_model(objective).student
+    if acc.is_main_process and step >= dp.steps:
+        save_model(student, out / "model.safetensors")
+    # Every process's weights, summed: equal across processes when DDP kept them in sync.
+    checksum = torch.stack([p.detach().double().sum() for p in student.parameters()]).sum().view(1)
+    sums = acc.gather(checksum.to(acc.device)).cpu().tolist()
+    return {**prog, "losses": last, "processes": acc.num_processes, "weight_checksums": sums}
+
+
+def stage_paths(params, stage_name: str = "", out_dir: str = "", metrics_path: str = "", live_dir: str = "") -> tuple[str, str, str, str]:
+    """The stage's name (default: the curriculum's first) and its output paths (defaults: the pipeline's)."""
+    stages = params.distill.stages
+    name = stage_name or next(iter(stages))
+    if name not in stages:
+        raise ValueError(f"stage {name!r} is not in distill.stages ({', '.join(stages)})")
+    return (name, out_dir or f"data/students/{name}", metrics_path or f"metrics/distill/{name}.json",
+            live_dir or f"dvclive/distill/{name}")
+
+
+def student_minutes(progress: dict) -> float:
+    return round(progress["elapsed_seconds"] / 60, 2)
+
+
+def evaluate_student(student: ShowoModel, teacher: ShowoModel, world, dp: DistillParams, ep, block_size: int,
+                     minutes: float, bootstrap: int = 1000) -> dict:
+    """metrics/distill/<stage>.json: the student's ShapesEval at `dp.eval_steps` without CFG (the
+    teacher's eval sampler otherwise), its Jacobi MMU accuracy and forward passes per token, and the
+    teacher's Jacobi passes per token on the same questions."""
+    from .evaluate import mmu_eval, t2i_sweep
+    from .teacher import eval_prompts_subset
+    prompts = eval_prompts_subset(world, ep.prompts_per_category)
+    sweep = t2i_sweep(student, world, prompts, dp.eval_steps, [0.0], bootstrap=bootstrap, seed=ep.seed,
+                      sample=ep.sample, temperature=ep.temperature)
+    s = mmu_eval(student, world, "jacobi", block_size=block_size)
+    t = mmu_eval(teacher, world, "jacobi", block_size=block_size)
+    keep = ("accuracy", "forwards_per_token", "tokens_per_second")
+    return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in dp.eval_steps},
+            "mmu": {k: s[k] for k in keep}, "teacher": {k: t[k] for k in keep}, "train": {"minutes": minutes}}
+
+
+# --------------------------------------------------------------------------------------------
+# Command line, for several processes: `accelerate launch --multi_gpu --num_processes 2 -m
+# showo_turbo.distill --stage seg4 --out DIR` (on a machine without a GPU, accelerate's torchrun
+# launcher still starts the processes and they train on the CPU over gloo).
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Distill one curriculum stage (for multi-process runs via accelerate launch).")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--stage", required=True, help="a name under distill.stages")
+    ap.add_argument("--trajectories", default="data/trajectories")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--report", help="write the final progress record (losses per process) here as JSON")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    if args.stage not in params.distill.stages:
+        raise SystemExit(f"--stage {args.stage!r}: not in distill.stages ({', '.join(params.distill.stages)})")
+    res = distill_stage(params.distill.stages[args.stage], params.distill, args.trajectories, args.out,
+                        max_steps=args.max_steps, progress=False)
+    if args.report and int(os.environ.get("RANK", "0")) == 0:
+        save_json(res, args.report)
+    if not all(math.isfinite(v) for p in res["losses"].values() for v in p.values()):
+        raise SystemExit("non-finite loss")
+
+
+if __name__ == "__main__":
+    main()
