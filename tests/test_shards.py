@@ -91,3 +91,18 @@ def test_writer_resumes_and_refuses_other_params(tmp_path):
     restarted.append({"codes": torch.ones(1, 8)})
     restarted.finish()
     assert ShardReader(tmp_path, "t2i").params == {"steps": 8}
+
+
+def test_atomic_writes_get_normal_permissions_and_folders_swap_whole(tmp_path):
+    from showo_turbo.io import atomic_dir, write_safetensors
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    write_safetensors({"a": torch.zeros(2)}, tmp_path / "t.safetensors", {"format": "test"})
+    assert (tmp_path / "t.safetensors").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    with atomic_dir(tmp_path / "ckpt") as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "ckpt") as tmp:
+            (tmp / "a").write_text("2")
+            raise RuntimeError("killed mid-write")
+    assert (tmp_path / "ckpt" / "a").read_text() == "1" and not (tmp_path / "ckpt.tmp").exists()
