@@ -23,6 +23,7 @@ one would have.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -205,8 +206,9 @@ def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir:
     shas = {k: load_json(traj / k / "manifest.json")["shards"][-1]["sha256"] if (traj / k / "manifest.json").is_file() else None
             for k in ("t2i", "mmu")}
     init = Path(init_dir) / "model.safetensors"
-    return {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k != "stages"},
-            "trajectories": shas, "init_sha256": sha256_of(init) if init.is_file() else None}
+    sig = {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k != "stages"},
+           "trajectories": shas, "init_sha256": sha256_of(init) if init.is_file() else None}
+    return json.loads(json.dumps(sig))  # as it reads back from progress.json (lists, not tuples)
 
 
 def _save(ckpt: Path, student: ShowoModel, opt, step: int, elapsed: float, signature: dict) -> None:
@@ -245,6 +247,7 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
         out.mkdir(parents=True, exist_ok=True)
         if step == 0:
             (out / "history.jsonl").unlink(missing_ok=True)
+    resumed_from = step
     objective = DistillObjective(student, dp)
     opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
     if opt_state is not None:
@@ -286,7 +289,7 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     # Every process's weights, summed: equal across processes when DDP kept them in sync.
     checksum = torch.stack([p.detach().double().sum() for p in student.parameters()]).sum().view(1)
     sums = acc.gather(checksum.to(acc.device)).cpu().tolist()
-    return {**prog, "losses": last, "processes": acc.num_processes, "weight_checksums": sums}
+    return {**prog, "resumed_from": resumed_from, "losses": last, "processes": acc.num_processes, "weight_checksums": sums}
 
 
 def stage_paths(params, stage_name: str = "", out_dir: str = "", metrics_path: str = "", live_dir: str = "") -> tuple[str, str, str, str]:
