@@ -7,8 +7,8 @@ The recipe is params.yaml's `teacher.train` with the `--set` overrides (validate
 `--minutes` replaces `steps` by what fits that budget on this device, measured on a throw-away model
 first (rounded down to a multiple of 500), so the cosine schedule still ends where training does.
 `--eval` scores the result (ShapesEval at 2 and 16 steps, CFG 0 / 2 / 3 / 5; MMU AR accuracy) into
-RUN_DIR/eval.json. A finished run becomes the shipped teacher with scripts/ship_teacher.py once
-params.yaml's `teacher.train` holds the same recipe (RUN_DIR/recipe.json).
+RUN_DIR/eval.json. A finished run becomes a shipped teacher with scripts/ship_teacher.py (its card
+takes the recipe from the run; RUN_DIR/recipe.json holds it too).
 """
 
 import argparse
@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from showo_turbo.io import save_json
-from showo_turbo.model import ShowoModel
+from showo_turbo.model import ShowoModel, load_model
 from showo_turbo.params import TeacherEvalParams, TeacherTrainParams, build_dataclass, load_params
 from showo_turbo.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
                                  train_teacher)
@@ -81,7 +81,6 @@ def main() -> None:
     progress = train_teacher(world, recipe, run, device=args.device)
     print(f"trained {progress['step']} steps in {progress['elapsed_seconds'] / 60:.1f} min", flush=True)
     if args.eval:
-        from showo_turbo.model import load_model
         model = load_model(run / "checkpoint" / "model.safetensors").to(args.device)
         ep = build_dataclass(TeacherEvalParams, {"steps": [2, 16], "cfg_scales": [2.0, 3.0, 5.0], "sample": "multinomial",
                                                  "temperature": 1.0, "prompts_per_category": 100, "seed": 0})

@@ -40,6 +40,7 @@ from .model import ShowoModel, lm_loss, load_model, mmu_attention_mask, mmu_loss
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 from .trajectories import load_store, segment_bounds, state_at
+from .world import pad_tokens
 
 # --------------------------------------------------------------------------------------------
 # Targets.
@@ -59,7 +60,7 @@ def image_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, t: torch.T
     codes, commit = store["codes"][rows].long(), store["commit_step"][rows].long()
     T = store["probs"].shape[1]
     end = segment_end_of(T, segments)[t]                                   # [B]
-    state = torch.stack([state_at(c, m, int(k)) for c, m, k in zip(codes, commit, t)])
+    state = state_at(codes, commit, t.view(-1, 1))
     masked = state < 0
     target_step = torch.minimum(commit, end.view(-1, 1))                   # [B, N]
     k = store["probs"].shape[-1]
@@ -75,10 +76,7 @@ def _real(prompt: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 
 def _right_pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
+    return pad_tokens([r.tolist() for r in rows], max(len(r) for r in rows), pad_id)[0].long()
 
 
 def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, pad_id: int, g: torch.Generator):
@@ -229,14 +227,13 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     out = Path(out_dir)
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     acc = Accelerator(cpu=cpu, mixed_precision="bf16" if dp.precision == "bf16" else "no")
-    student = load_model(Path(stage.init_dir) / "model.safetensors").train()
     signature = stage_signature(stage, dp, trajectories_dir, stage.init_dir)
     ckpt, step, elapsed = out / "checkpoint", 0, 0.0
-    opt_state = None
+    weights, opt_state = Path(stage.init_dir) / "model.safetensors", None
     if (ckpt / "progress.json").is_file():
         prog = load_json(ckpt / "progress.json")
         if prog.get("signature") == signature:
-            student = load_model(ckpt / "model.safetensors").train()
+            weights = ckpt / "model.safetensors"
             opt_state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")["optimizer"]
             step, elapsed = prog["step"], prog["elapsed_seconds"]
         elif acc.is_main_process:  # another stage, params or inputs: start over
@@ -248,6 +245,7 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
         if step == 0:
             (out / "history.jsonl").unlink(missing_ok=True)
     resumed_from = step
+    student = load_model(weights).train()
     objective = DistillObjective(student, dp)
     opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
     if opt_state is not None:

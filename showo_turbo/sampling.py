@@ -185,15 +185,19 @@ class _Decoder:
     the CPU; inputs move to the model's device and logits come back."""
 
     def __init__(self, model: ShowoModel, prompt: torch.Tensor):
-        self.model, self.cfg, dev = model, model.config, model.device
+        self.model, self.cfg = model, model.config
         self.valid = prompt != self.cfg.layout.pad_id  # [B, P] keys that may be attended
         positions = mmu_position_ids(prompt, self.cfg)
         self.next_pos = positions[:, -1] + 1
         self.cache = DynamicCache(config=model.showo.config)
-        mask = mmu_attention_mask(prompt, self.cfg)
-        h = model.showo.model(input_ids=prompt.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                              cache=self.cache, use_cache=True).last_hidden_state
-        self.last_logits = model.logits(h[:, -1]).float().cpu()
+        self.last_logits = self._logits(prompt, mmu_attention_mask(prompt, self.cfg), positions)[:, -1]
+
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One cached forward pass on the model's device; logits back on the CPU."""
+        dev = self.model.device
+        h = self.model.showo.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                                   cache=self.cache, use_cache=True).last_hidden_state
+        return self.model.logits(h).float().cpu()
 
     def extend(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, n] (causal among themselves, seeing every valid cached key); returns logits [B, n, V]."""
@@ -203,10 +207,7 @@ class _Decoder:
         allowed = keys.unsqueeze(1).expand(B, n, past + n).clone()
         allowed[:, :, past:] &= torch.ones(n, n, dtype=torch.bool).tril()
         pos = self.next_pos.view(B, 1) + torch.arange(n).view(1, n)
-        dev = self.model.device
-        h = self.model.showo.model(input_ids=tokens.to(dev), attention_mask=additive(allowed).to(dev),
-                                   position_ids=pos.to(dev), cache=self.cache, use_cache=True).last_hidden_state
-        return self.model.logits(h).float().cpu()
+        return self._logits(tokens, additive(allowed), pos)
 
     def accept(self, n: int) -> None:
         self.valid = torch.cat([self.valid, torch.ones(self.valid.shape[0], n, dtype=torch.bool)], 1)

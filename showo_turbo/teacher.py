@@ -286,6 +286,10 @@ def log_history(live, history: list[dict]) -> None:
         live.next_step()
 
 
+def _hardware_words(hw: dict) -> str:
+    return f"{hw['gpu']} (GPU)" if hw.get("gpu") else f"{hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads)"
+
+
 def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> None:
     """Human-readable model card: how it was trained, on what, and (with `metrics`) how it scores."""
     tr, tp = card["train"], card["train_params"]
@@ -299,10 +303,8 @@ def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> Non
         "## Training", "",
         f"- recipe: `teacher.train` in `card.json` (preset `{tp['preset']}`, {tp['steps']} steps, batch {tp['batch_t2i']} T2I"
         f" + {tp['batch_mmu']} MMU, AdamW lr {tp['lr']}, warmup {tp['warmup_steps']}, cosine to {tp['min_lr_ratio']}x, {tp['precision']})",
-        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on "
-        + (f"{hw['gpu']} (GPU)," if hw.get("gpu") else f"{hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads),")
-        +
-        f" torch {hw.get('torch', '?')}" + (f"; {tr['note']}" if tr.get("note") else ""),
+        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on {_hardware_words(hw)}, torch {hw.get('torch', '?')}"
+        + (f"; {tr['note']}" if tr.get("note") else ""),
         "- world: `world_params` in `card.json` (the default `params.yaml` world)",
         "- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",
         "",

@@ -106,26 +106,36 @@ def _batch_generator(seed: int, kind: int, row: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + kind * 100_003 + row)
 
 
+def _write_store(writer: ShardWriter, total: int, tp: TrajectoryParams, batch_rows, desc: str, progress: bool) -> None:
+    """Fill `writer` up to `total` rows, `tp.shard_rows` per shard, from `batch_rows(begin, end)`
+    (a batch never crosses a shard), continuing after the shards it already holds."""
+    bar = tqdm(total=total, initial=writer.rows, desc=desc, disable=not progress)
+    for start in range(writer.rows, total, tp.shard_rows):
+        stop = min(start + tp.shard_rows, total)
+        parts = []
+        for b in range(start, stop, tp.batch_size):
+            e = min(b + tp.batch_size, stop)
+            parts.append(batch_rows(b, e))
+            bar.update(e - b)
+        writer.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+    bar.close()
+
+
 def collect_t2i(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | Path, progress: bool = True,
                 restart: bool = False) -> ShardReader:
     """T2I trajectories of `tp.captions` training captions x `tp.samples_per_caption`, into shards.
     Resumes a store written with the same params and teacher; `restart` starts over one written otherwise."""
     caps, lens = training_captions(world, tp.captions, tp.seed)
     caps, lens = caps.repeat_interleave(tp.samples_per_caption, 0), lens.repeat_interleave(tp.samples_per_caption, 0)
-    total = len(caps)
     writer = ShardWriter(out_dir, "t2i", {"trajectories": to_dict(tp), "teacher_sha256": model_sha256(model)}, restart)
-    bar = tqdm(total=total, initial=writer.rows, desc="T2I trajectories", disable=not progress)
-    for start in range(writer.rows, total, tp.shard_rows):
-        parts = []
-        for b in range(start, min(start + tp.shard_rows, total), tp.batch_size):
-            e = min(b + tp.batch_size, start + tp.shard_rows, total)
-            rows = collect_t2i_batch(model, caps[b:e], lens[b:e], tp.steps, tp.cfg_scale, tp.decoding == "deterministic",
-                                     tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b))
-            parts.append({"caption": caps[b:e].to(torch.int32), "caption_len": lens[b:e].to(torch.int32), **rows})
-            bar.update(e - b)
-        writer.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
-    bar.close()
-    writer.finish(trajectories=total, captions=tp.captions)
+
+    def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
+        rows = collect_t2i_batch(model, caps[b:e], lens[b:e], tp.steps, tp.cfg_scale, tp.decoding == "deterministic",
+                                 tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b))
+        return {"caption": caps[b:e].to(torch.int32), "caption_len": lens[b:e].to(torch.int32), **rows}
+
+    _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress)
+    writer.finish(trajectories=len(caps), captions=tp.captions)
     return ShardReader(out_dir, "t2i")
 
 
@@ -192,20 +202,15 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
     length = 4 + model.config.num_image_tokens + m["question"].shape[1]
     max_new = world.summary["lengths"]["answer"] + 1  # the answer and its <|eot|>
     writer = ShardWriter(out_dir, "mmu", {"trajectories": to_dict(tp), "teacher_sha256": model_sha256(model)}, restart)
-    bar = tqdm(total=len(idx), initial=writer.rows, desc="MMU trajectories", disable=not progress)
-    for start in range(writer.rows, len(idx), tp.shard_rows):
-        parts = []
-        for b in range(start, min(start + tp.shard_rows, len(idx)), tp.batch_size):
-            e = min(b + tp.batch_size, start + tp.shard_rows, len(idx))
-            prompt = mmu_training_prompts(world, model.config, idx[b:e], length)
-            rows = collect_mmu_batch(model, prompt, max_new, tp.block_size, tp.init, _batch_generator(tp.seed, 2, b))
-            # Kept but flagged (rows stay aligned with the questions, so resuming stays exact).
-            repetitive = torch.tensor([has_repetition(a[:n].tolist()) for a, n in zip(rows["answer"], rows["answer_len"])])
-            parts.append({"prompt": prompt.to(torch.int32), "example": idx[b:e].to(torch.int32), **rows,
-                          "repetitive": repetitive})
-            bar.update(e - b)
-        writer.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
-    bar.close()
+
+    def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
+        prompt = mmu_training_prompts(world, model.config, idx[b:e], length)
+        rows = collect_mmu_batch(model, prompt, max_new, tp.block_size, tp.init, _batch_generator(tp.seed, 2, b))
+        # Kept but flagged (rows stay aligned with the questions, so resuming stays exact).
+        repetitive = torch.tensor([has_repetition(a[:n].tolist()) for a, n in zip(rows["answer"], rows["answer_len"])])
+        return {"prompt": prompt.to(torch.int32), "example": idx[b:e].to(torch.int32), **rows, "repetitive": repetitive}
+
+    _write_store(writer, len(idx), tp, batch_rows, "MMU trajectories", progress)
     reader = ShardReader(out_dir, "mmu", require_complete=False)
     writer.finish(questions=len(idx), repetitive=sum(int(s["repetitive"].sum()) for s in reader))
     return ShardReader(out_dir, "mmu")
