@@ -6,7 +6,7 @@
 The recipe is params.yaml's `teacher.train` with the `--set` overrides (validated like params.yaml).
 `--minutes` replaces `steps` by what fits that budget on this device, measured on a throw-away model
 first (rounded down to a multiple of 500), so the cosine schedule still ends where training does.
-`--eval` scores the result (ShapesEval at 2 and 16 steps, CFG 0 / 2 / 3 / 5; MMU AR accuracy) into
+`--eval` scores the result (ShapesEval at 2 and 16 steps with params.yaml's `teacher.eval` sampler; MMU AR accuracy) into
 RUN_DIR/eval.json. A finished run becomes a shipped teacher with scripts/ship_teacher.py (its card
 takes the recipe from the run; RUN_DIR/recipe.json holds it too).
 """
@@ -20,18 +20,18 @@ import torch
 import yaml
 
 from showo_turbo.io import save_json
-from showo_turbo.model import ShowoModel, load_model
-from showo_turbo.params import TeacherEvalParams, TeacherTrainParams, build_dataclass, load_params
+from showo_turbo.model import load_model
+from showo_turbo.params import TeacherTrainParams, build_dataclass, load_params
 from showo_turbo.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
-                                 train_teacher)
+                                 train_teacher, training_setup)
 from showo_turbo.world import World
 
 
 def steps_per_second(world: World, recipe: TeacherTrainParams, device: str, n: int = 40) -> float:
     """Training steps per second of `recipe` on `device` (a throw-away model; warm-up excluded)."""
     cfg = model_config_for(world, recipe.preset)
-    model = ShowoModel(cfg).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model, opt = training_setup(cfg, recipe, device)
+    model.train()
     batches = TrainingBatches(world, cfg, recipe, torch.Generator().manual_seed(1))
 
     def step():
@@ -67,7 +67,8 @@ def main() -> None:
     run = Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     world = World.load(args.world)
-    values = asdict(load_params(args.params).teacher.train)
+    params = load_params(args.params)
+    values = asdict(params.teacher.train)
     for item in args.set:
         key, _, text = item.partition("=")
         values[key] = yaml.safe_load(text)
@@ -82,8 +83,7 @@ def main() -> None:
     print(f"trained {progress['step']} steps in {progress['elapsed_seconds'] / 60:.1f} min", flush=True)
     if args.eval:
         model = load_model(run / "checkpoint" / "model.safetensors").to(args.device)
-        ep = build_dataclass(TeacherEvalParams, {"steps": [2, 16], "cfg_scales": [2.0, 3.0, 5.0], "sample": "multinomial",
-                                                 "temperature": 1.0, "prompts_per_category": 100, "seed": 0})
+        ep = replace(params.teacher.eval, steps=[2, 16])  # the stage's sampler, two step counts
         metrics = evaluate_teacher(model, world, ep, {"train": {"minutes": round(progress["elapsed_seconds"] / 60, 1)}},
                                    bootstrap=200)
         save_json(metrics, run / "eval.json")

@@ -313,9 +313,9 @@ def evaluate_student(student: ShowoModel, teacher: ShowoModel, world, dp: Distil
     from .teacher import eval_prompts_subset
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     sweep = t2i_sweep(student, world, prompts, dp.eval_steps, [0.0], bootstrap=bootstrap, seed=ep.seed,
-                      sample=ep.sample, temperature=ep.temperature)
-    s = mmu_eval(student, world, "jacobi", block_size=block_size)
-    t = mmu_eval(teacher, world, "jacobi", block_size=block_size)
+                      sample=ep.sample, temperature=ep.temperature, precision=ep.precision)
+    s = mmu_eval(student, world, "jacobi", block_size=block_size, precision=ep.precision)
+    t = mmu_eval(teacher, world, "jacobi", block_size=block_size, precision=ep.precision)
     keep = ("accuracy", "forwards_per_token", "tokens_per_second")
     return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in dp.eval_steps},
             "mmu": {k: s[k] for k in keep}, "teacher": {k: t[k] for k in keep}, "train": {"minutes": minutes}}

@@ -154,16 +154,19 @@ def encode_captions(world, texts: Sequence[str]):
 
 
 def generate_images(model, world, prompts: Sequence[Prompt], steps: int, cfg_scale: float = 0.0, batch_size: int = 64,
-                    seed: int = 0, **sampler) -> np.ndarray:
-    """Images for `prompts` from the MaskGIT sampler, decoded by the world's image tokenizer."""
+                    seed: int = 0, precision: str = "fp32", **sampler) -> np.ndarray:
+    """Images for `prompts` from the MaskGIT sampler (forward passes in `precision`), decoded by the
+    world's image tokenizer."""
     import torch
+    from .model import autocast
     from .sampling import t2i_generate
     caps, lens = encode_captions(world, [p.text for p in prompts])
     g = torch.Generator().manual_seed(seed)
     codes = []
     for i in range(0, len(prompts), batch_size):
-        r = t2i_generate(model, caps[i:i + batch_size], lens[i:i + batch_size], steps=steps, cfg_scale=cfg_scale,
-                         generator=g, **sampler)
+        with autocast(precision, model.device):
+            r = t2i_generate(model, caps[i:i + batch_size], lens[i:i + batch_size], steps=steps, cfg_scale=cfg_scale,
+                             generator=g, **sampler)
         codes.append(r.codes)
     g_h, g_w = world.vq.grid_shape
     return world.vq.decode(torch.cat(codes).view(-1, g_h, g_w).numpy())
@@ -195,13 +198,14 @@ def mmu_prompts(world, questions, scenes, cfg):
 
 
 def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_tokens: int | None = None,
-             block_size: int = 16, seed: int = 0) -> dict:
+             block_size: int = 16, seed: int = 0, precision: str = "fp32") -> dict:
     """Exact-match answer accuracy on the held-out questions, per question type too, with forward
     passes per generated token (per row as if decoded alone, prefill included, so AR gives exactly
-    1.0) and tokens per second."""
+    1.0) and tokens per second. Forward passes run in `precision`."""
     import time
 
     import torch
+    from .model import autocast
     from .sampling import ar_generate, jacobi_generate
     questions, scenes = world.eval_mmu()
     prompts = mmu_prompts(world, questions, scenes, model.config)
@@ -211,14 +215,15 @@ def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_to
     for i in range(0, len(questions), batch_size):
         batch = prompts[i:i + batch_size]
         t0 = time.perf_counter()
-        if decoder == "ar":
-            r = ar_generate(model, batch, max_new_tokens=max_new)
-            row_forwards = [len(t) for t in r.tokens]  # the prefill yields token 1, then one pass per token
-        elif decoder == "jacobi":
-            r = jacobi_generate(model, batch, max_new_tokens=max_new, block_size=block_size, generator=g)
-            row_forwards = r.stats["row_forwards"]  # prefill included, as for AR
-        else:
+        if decoder not in ("ar", "jacobi"):
             raise ValueError(f"decoder must be 'ar' or 'jacobi', got {decoder!r}")
+        with autocast(precision, model.device):
+            if decoder == "ar":
+                r = ar_generate(model, batch, max_new_tokens=max_new)
+                row_forwards = [len(t) for t in r.tokens]  # the prefill yields token 1, then one pass per token
+            else:
+                r = jacobi_generate(model, batch, max_new_tokens=max_new, block_size=block_size, generator=g)
+                row_forwards = r.stats["row_forwards"]  # prefill included, as for AR
         seconds += time.perf_counter() - t0
         forwards += sum(row_forwards)
         tokens += sum(len(t) for t in r.tokens)

@@ -10,6 +10,7 @@ Parameter names equal an official Show-o checkpoint's: the Phi model is held as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -238,6 +239,16 @@ class ShowoModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def autocast(precision: str, device: str | torch.device = "cpu"):
+    """bf16 autocast on `device`'s type (cpu or cuda), or nothing for fp32. On a CPU with AVX512-BF16
+    or AMX, bf16 sampling of the base teacher is ~2.8x faster than fp32 (measured, 2 cores)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}; allowed: bf16, fp32")
 
 
 # --------------------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ class TeacherEvalParams:
     sample: str = _p("multinomial", choices=("multinomial", "argmax"))
     temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature")
     prompts_per_category: int = _p(100, min=1, doc="at most world.eval_prompts_per_category")
+    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling (bf16 needs AVX512-BF16/AMX on a CPU)")
     seed: int = _p(0, min=0)
 
 
@@ -142,6 +143,7 @@ class TrajectoryParams:
     init: str = _p("prompt", choices=("prompt", "random", "pad"), doc="Jacobi initial guess")
     batch_size: int = _p(64, min=1)
     shard_rows: int = _p(512, min=1, doc="rows per shard (a resumed run restarts at the last complete shard)")
+    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="teacher forward passes while decoding")
     seed: int = _p(0, min=0)
 
     def check(self) -> list[tuple[str, str]]:
@@ -197,17 +199,50 @@ class DistillParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    """Stage `evaluate`: teacher with and without CFG and the final student, T2I and MMU, on held-out
+    prompts and questions (the paper's Tables 1-2)."""
+
+    student: str = _p("seg1", doc="the distill.stages entry scored as `turbo` (normally the last)")
+    steps: tuple[int, ...] = _p((1, 2, 4, 8, 16), min=1, doc="T2I step counts of every arm")
+    teacher_cfg_scale: float = _p(2.0, min=0.0, doc="guidance scale of the teacher_cfg arm")
+    student_top_k: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 4: 0, 8: 0, 16: 0},
+                                          metadata={"min": 0, "doc": "student sampler top-k per step count (0 = off)"})
+    prompts_per_category: int = _p(50, min=1, doc="held-out prompts per ShapesEval category")
+    images_per_prompt: int = _p(2, min=1, doc="images per prompt, each with its own seed")
+    sample: str = _p("multinomial", choices=("multinomial", "argmax"))
+    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature")
+    block_size: int = _p(16, min=1, doc="Jacobi block n of the MMU arms")
+    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling")
+    batch_size: int = _p(64, min=1, doc="prompts per sampling batch")
+    timing_batch: int = _p(16, min=1, doc="images per timed batch (seconds per image)")
+    timing_repeats: int = _p(5, min=1, doc="timed batches per arm and step count, after one warm-up (median)")
+    bootstrap: int = _p(1000, min=0)
+    seed: int = _p(0, min=0)
+
+    def check(self) -> list[tuple[str, str]]:
+        missing = [t for t in self.steps if t not in self.student_top_k]
+        if missing:
+            return [("student_top_k", f"needs an entry for every step count in steps; missing {missing}")]
+        return []
+
+
+@dataclass(frozen=True)
 class Params:
     world: WorldParams = field(default_factory=WorldParams)
     teacher: TeacherParams = field(default_factory=TeacherParams)
     trajectories: TrajectoryParams = field(default_factory=TrajectoryParams)
     distill: DistillParams = field(default_factory=DistillParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
     def check(self) -> list[tuple[str, str]]:
         for name, st in self.distill.stages.items():
             if st.segments > self.trajectories.steps:
                 return [(f"distill.stages.{name}.segments",
                          f"{st.segments} segments do not fit trajectories.steps ({self.trajectories.steps})")]
+        if self.evaluate.student not in self.distill.stages:
+            return [("evaluate.student", f"must be one of the distill.stages ({', '.join(self.distill.stages)}), "
+                                         f"got {self.evaluate.student!r}")]
         return []
 
 
@@ -255,6 +290,12 @@ def build_dataclass(cls, data: Any, prefix: str = ""):
         tp, v = hints[name], data[name]
         if dataclasses.is_dataclass(tp):
             values[name] = build_dataclass(tp, v, key + ".")
+        elif typing.get_origin(tp) is dict and not dataclasses.is_dataclass(typing.get_args(tp)[1]):
+            if not isinstance(v, dict) or not v:  # scalar values by scalar keys, e.g. top-k per step count
+                raise ParamsError(f"{key}: expected a non-empty mapping, got {v!r}")
+            kt, vt = typing.get_args(tp)
+            values[name] = {_check_scalar(k, kt, f"{key} (a key)", {}): _check_scalar(x, vt, f"{key}.{k}", f.metadata)
+                            for k, x in v.items()}
         elif typing.get_origin(tp) is dict:  # named entries of one dataclass, e.g. the curriculum's stages
             if not isinstance(v, dict) or not v:
                 raise ParamsError(f"{key}: expected a non-empty mapping of names to entries, got {v!r}")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .evaluate import mmu_eval, t2i_sweep
 from .io import LossLog, atomic_dir, load_json, save_json
-from .model import (ShowoConfig, ShowoModel, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
+from .model import (ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
 from .shapes import CATEGORIES
@@ -47,13 +47,17 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def autocast(precision: str, device: str | torch.device = "cpu"):
-    """bf16 autocast on `device`'s type (cpu or cuda), or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision {precision!r}; allowed: bf16, fp32")
+def training_setup(cfg: ShowoConfig, recipe: TrainRecipe, device: str | torch.device) -> tuple[ShowoModel, torch.optim.Optimizer]:
+    """A fresh model on `device` and its AdamW. On a GPU the step is launch-bound at these sizes, so
+    training there uses SDPA attention and the fused optimizer (numerically equivalent; the saved
+    config keeps `cfg.attn_implementation`, which is what CPU sampling uses)."""
+    model = ShowoModel(cfg).to(device)
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        model.showo.set_attn_implementation("sdpa")
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay,
+                            fused=cuda or None)
+    return model, opt
 
 
 def lr_at(step: int, r: TrainRecipe) -> float:
@@ -113,8 +117,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     cfg = model_config_for(world, recipe.preset)
     g = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
-    model = ShowoModel(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay)
+    model, opt = training_setup(cfg, recipe, device)
     step, elapsed = 0, 0.0
     if (ckpt / "progress.json").is_file():
         prog = load_json(ckpt / "progress.json")
@@ -262,11 +265,11 @@ def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, car
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scales = [0.0, *[s for s in ep.cfg_scales if s != 0]]
     sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
-                      temperature=ep.temperature)
+                      temperature=ep.temperature, precision=ep.precision)
     t2i: dict = {}
     for T in ep.steps:
         t2i[f"steps_{T}"] = {scale_key(s): sweep[f"steps_{T}.cfg_{s:g}"] for s in scales}
-    mmu = mmu_eval(model, world, "ar")
+    mmu = mmu_eval(model, world, "ar", precision=ep.precision)
     return {"t2i": t2i, "mmu": mmu, "train": {"minutes": card.get("train", {}).get("minutes")}}
 
 

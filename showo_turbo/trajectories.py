@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .model import ShowoModel, mmu_prefix
+from .model import ShowoModel, autocast, mmu_prefix
 from .params import TrajectoryParams, to_dict
 from .sampling import T2IResult, jacobi_generate, left_pad, t2i_generate
 from .shards import ShardReader, ShardWriter, read_manifest
@@ -106,16 +106,19 @@ def _batch_generator(seed: int, kind: int, row: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + kind * 100_003 + row)
 
 
-def _write_store(writer: ShardWriter, total: int, tp: TrajectoryParams, batch_rows, desc: str, progress: bool) -> None:
+def _write_store(writer: ShardWriter, total: int, tp: TrajectoryParams, batch_rows, desc: str, progress: bool,
+                 device: torch.device) -> None:
     """Fill `writer` up to `total` rows, `tp.shard_rows` per shard, from `batch_rows(begin, end)`
-    (a batch never crosses a shard), continuing after the shards it already holds."""
+    (a batch never crosses a shard; its forward passes in `tp.precision`), continuing after the
+    shards it already holds."""
     bar = tqdm(total=total, initial=writer.rows, desc=desc, disable=not progress)
     for start in range(writer.rows, total, tp.shard_rows):
         stop = min(start + tp.shard_rows, total)
         parts = []
         for b in range(start, stop, tp.batch_size):
             e = min(b + tp.batch_size, stop)
-            parts.append(batch_rows(b, e))
+            with autocast(tp.precision, device):
+                parts.append(batch_rows(b, e))
             bar.update(e - b)
         writer.append({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
     bar.close()
@@ -134,7 +137,7 @@ def collect_t2i(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
                                  tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b))
         return {"caption": caps[b:e].to(torch.int32), "caption_len": lens[b:e].to(torch.int32), **rows}
 
-    _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress)
+    _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress, model.device)
     writer.finish(trajectories=len(caps), captions=tp.captions)
     return ShardReader(out_dir, "t2i")
 
@@ -210,7 +213,7 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
         repetitive = torch.tensor([has_repetition(a[:n].tolist()) for a, n in zip(rows["answer"], rows["answer_len"])])
         return {"prompt": prompt.to(torch.int32), "example": idx[b:e].to(torch.int32), **rows, "repetitive": repetitive}
 
-    _write_store(writer, len(idx), tp, batch_rows, "MMU trajectories", progress)
+    _write_store(writer, len(idx), tp, batch_rows, "MMU trajectories", progress, model.device)
     reader = ShardReader(out_dir, "mmu", require_complete=False)
     writer.finish(questions=len(idx), repetitive=sum(int(s["repetitive"].sum()) for s in reader))
     return ShardReader(out_dir, "mmu")

@@ -30,7 +30,7 @@ def test_shipped_params_and_micro_preset_load_with_the_same_keys():
     def keys(d, prefix=""):
         if prefix == "distill.stages.":  # named curriculum stages: their own names, the same keys each
             d = {"<stage>": next(iter(d.values()))}
-        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
+        return {prefix + str(k) for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
     assert keys(to_dict(default)) == keys(to_dict(micro))
     assert micro.world.train_t2i < default.world.train_t2i
     assert len(micro.distill.stages) >= 2  # the micro pipeline exercises a stage that starts from a student
@@ -75,6 +75,11 @@ def test_round_trip():
     (lambda d: d["teacher"].update(source="showo", showo_dir=""), "teacher.showo_dir: must name a local Show-o checkpoint folder"),
     (lambda d: d["teacher"]["eval"]["steps"].__setitem__(0, 0), "teacher.eval.steps[0]: must be >= 1, got 0"),
     (lambda d: d["teacher"]["train"].pop("lr"), "teacher.train.lr: missing"),
+    (lambda d: d["teacher"]["eval"].update(precision="fp16"), "teacher.eval.precision: unknown value 'fp16'; allowed: bf16, fp32"),
+    (lambda d: d["evaluate"].update(student="seg9"), "evaluate.student: must be one of the distill.stages (seg4, seg2, seg1)"),
+    (lambda d: d["evaluate"]["student_top_k"].pop(8), "evaluate.student_top_k: needs an entry for every step count"),
+    (lambda d: d["evaluate"]["student_top_k"].update({2: -1}), "evaluate.student_top_k.2: must be >= 0, got -1"),
+    (lambda d: d["evaluate"]["student_top_k"].update({"two": 3}), "evaluate.student_top_k (a key): expected an integer, got 'two'"),
 ])
 def test_bad_params_name_the_key(mutate, expect):
     data = copy.deepcopy(base())
