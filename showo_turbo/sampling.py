@@ -156,7 +156,8 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
         final = sampled
     traj = None
     if return_trajectory:
-        traj = T2ITrajectory(torch.stack(states), commit, torch.stack(probs_k), torch.stack(idx_k))
+        with torch.autocast("cpu", enabled=False):  # CPU bf16 autocast refuses to stack float16 tensors
+            traj = T2ITrajectory(torch.stack(states), commit, torch.stack(probs_k), torch.stack(idx_k))
     return T2IResult(final, traj, forwards)
 
 

@@ -124,3 +124,15 @@ def test_training_captions_are_distinct_and_seeded(micro_world):
     assert torch.equal(a, b) and len(torch.unique(a, dim=0)) == 10
     with pytest.raises(ValueError, match="trajectories.captions"):
         training_captions(micro_world, 10**6, seed=0)
+
+
+def test_bf16_collection_writes_both_stores(micro_world, micro_params, teacher, tmp_path):
+    """trajectories.precision: bf16 runs the teacher's forward passes under CPU autocast; the stores
+    keep their dtypes and the probabilities stay valid."""
+    tp = replace(micro_params.trajectories, captions=6, mmu_questions=4, batch_size=3, shard_rows=6, steps=4,
+                 precision="bf16")
+    t2i = _all(collect_t2i(teacher, micro_world, tp, tmp_path / "t2i", progress=False))
+    assert t2i["probs"].dtype == torch.float16 and torch.isfinite(t2i["probs"].float()).all()
+    assert (t2i["probs"].float().sum(-1) <= 1.01).all() and t2i["commit_step"].max() == 3
+    mmu = _all(collect_mmu(teacher, micro_world, tp, tmp_path / "mmu", progress=False))
+    assert len(mmu["answer_len"]) == 4 and (mmu["n_states"][:, 0] >= 1).all()

@@ -1,0 +1,199 @@
+"""Stage `evaluate`: the paper's Tables 1-2 on the Shapes world, every arm measured in one run.
+
+T2I arms (held-out prompts, several seeded images per prompt, ShapesEval with a bootstrap interval,
+seconds per image from timed batches):
+
+    teacher_cfg     the teacher with classifier-free guidance (one doubled batch per step)
+    teacher_nocfg   the teacher without guidance
+    turbo           the final curriculum student without guidance (top-k per step count)
+
+MMU arms (the world's held-out questions): teacher_ar (AR with a KV cache), teacher_jacobi and
+turbo_jacobi: answer accuracy, forward passes per token and tokens per second.
+
+    metrics = evaluate_arms(teacher, student, world, params.evaluate)
+    t2i_table(metrics); mmu_table(metrics); write_plot_files(metrics, "plots/evaluate")
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .evaluate import ShapesEval, encode_captions, generate_images, mmu_eval
+from .io import atomic_path
+from .model import ShowoModel, autocast
+from .params import EvaluateParams
+from .sampling import t2i_generate
+from .shapes import CATEGORIES, Prompt
+from .world import World
+
+T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo")
+MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi")
+MMU_KEYS = ("accuracy", "forwards_per_token", "tokens_per_second")
+
+
+@dataclass(frozen=True)
+class T2IArm:
+    """One T2I configuration: a model, its guidance scale, and its top-k per step count (None = off)."""
+
+    name: str
+    model: ShowoModel
+    cfg_scale: float
+    top_k: dict[int, int | None]
+
+
+def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams) -> list[T2IArm]:
+    no_top_k = {t: None for t in ep.steps}
+    return [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k),
+            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k),
+            T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps})]
+
+
+def eval_prompts(world: World, per_category: int) -> list[Prompt]:
+    """The first `per_category` held-out prompts of every ShapesEval category."""
+    prompts, _ = world.eval_t2i()
+    out: list[Prompt] = []
+    for c in CATEGORIES:
+        out += [p for p in prompts if p.category == c][:per_category]
+    return out
+
+
+def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> np.ndarray:
+    """`ep.images_per_prompt` images per prompt, image i of every prompt drawn with seed `ep.seed + i`
+    (the same seeds for every arm)."""
+    sets = [generate_images(arm.model, world, prompts, steps, arm.cfg_scale, batch_size=ep.batch_size, seed=ep.seed + i,
+                            precision=ep.precision, sample=ep.sample, temperature=ep.temperature, top_k=arm.top_k[steps])
+            for i in range(ep.images_per_prompt)]
+    return np.concatenate(sets)
+
+
+def seconds_per_image(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> float:
+    """Median over `ep.timing_repeats` timed batches of `ep.timing_batch` prompts (after one untimed
+    warm-up batch) of the sampler's wall time, divided by the batch size. Tokens only: decoding to
+    pixels costs the same for every arm."""
+    caps, lens = encode_captions(world, [p.text for p in prompts[:ep.timing_batch]])
+    g = torch.Generator().manual_seed(ep.seed)
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        with autocast(ep.precision, arm.model.device):
+            t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample,
+                         temperature=ep.temperature, top_k=arm.top_k[steps], generator=g)
+        if arm.model.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    run()  # warm-up: allocator, caches, first-call overheads
+    return statistics.median(run() for _ in range(ep.timing_repeats)) / len(caps)
+
+
+def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True) -> dict:
+    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, images}}}."""
+    prompts = eval_prompts(world, ep.prompts_per_category)
+    scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
+    scorer = ShapesEval(world.spec)
+    out: dict = {}
+    grid = [(arm, t) for arm in arms for t in ep.steps]
+    for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
+        images = arm_images(arm, world, prompts, t, ep)
+        row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict()
+        row["seconds_per_image"] = seconds_per_image(arm, world, prompts, t, ep)
+        row["images"] = len(images)
+        out.setdefault(arm.name, {})[f"steps_{t}"] = row
+    return out
+
+
+def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams) -> dict:
+    """{teacher_ar, teacher_jacobi, turbo_jacobi: {accuracy, forwards_per_token, tokens_per_second, ...}}."""
+    runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
+    out = {}
+    for name, (model, decoder) in runs.items():
+        r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, block_size=ep.block_size, seed=ep.seed,
+                     precision=ep.precision)
+        out[name] = {k: v for k, v in r.items() if k != "examples"}
+    return out
+
+
+def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
+                  progress: bool = True) -> dict:
+    """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
+    and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios."""
+    t2i = evaluate_t2i(t2i_arms(teacher, student, ep), world, ep, progress)
+    mmu = evaluate_mmu(teacher, student, world, ep)
+    return {"t2i": t2i, "mmu": mmu, "summary": headline(t2i, mmu, ep)}
+
+
+def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
+    """The comparisons the paper leads with: the student at few steps against the teacher at its most
+    steps with CFG (score and speed-up), and Jacobi passes per token relative to the teacher's."""
+    most = f"steps_{max(ep.steps)}"
+    ref = t2i["teacher_cfg"][most]
+    out: dict = {"teacher_cfg_reference": {"steps": max(ep.steps), "score": ref["score"]}}
+    for t in ep.steps:
+        s = t2i["turbo"][f"steps_{t}"]
+        out[f"turbo_steps_{t}"] = {"score_minus_reference": s["score"] - ref["score"],
+                                   "speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
+    out["mmu"] = {"turbo_forwards_ratio": mmu["turbo_jacobi"]["forwards_per_token"] / mmu["teacher_jacobi"]["forwards_per_token"],
+                  "turbo_accuracy_minus_teacher_ar": mmu["turbo_jacobi"]["accuracy"] - mmu["teacher_ar"]["accuracy"]}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tables, DVC plot files, the sample grid.
+
+
+def t2i_table(metrics: dict):
+    """One row per (arm, steps): score, 95% interval, the six categories, seconds per image."""
+    import pandas as pd
+    rows = []
+    for arm, by_steps in metrics["t2i"].items():
+        for key, r in by_steps.items():
+            rows.append({"arm": arm, "steps": int(key.split("_")[1]), "score": r["score"], "ci_low": r["ci_low"],
+                         "ci_high": r["ci_high"], **{c: r[c] for c in CATEGORIES}, "s/image": r["seconds_per_image"]})
+    return pd.DataFrame(rows).set_index(["arm", "steps"])
+
+
+def mmu_table(metrics: dict):
+    import pandas as pd
+    return pd.DataFrame({arm: {k: r[k] for k in MMU_KEYS} for arm, r in metrics["mmu"].items()}).T
+
+
+def plot_rows(metrics: dict, field: str) -> list[dict]:
+    """Wide rows `{steps, teacher_cfg, teacher_nocfg, turbo}` of one T2I field, for a DVC plot."""
+    steps = sorted({int(k.split("_")[1]) for r in metrics["t2i"].values() for k in r})
+    return [{"steps": t, **{arm: metrics["t2i"][arm][f"steps_{t}"][field] for arm in metrics["t2i"]}} for t in steps]
+
+
+def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
+    """`score.csv` and `seconds_per_image.csv` (steps x arm), declared as plots in dvc.yaml."""
+    import pandas as pd
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for field, name in (("score", "score.csv"), ("seconds_per_image", "seconds_per_image.csv")):
+        with atomic_path(out_dir / name) as tmp:
+            pd.DataFrame(plot_rows(metrics, field)).to_csv(tmp, index=False)
+        paths.append(out_dir / name)
+    return paths
+
+
+def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams) -> tuple[np.ndarray, list[str]]:
+    """One held-out prompt per category at every step count: a row of teacher_cfg images, then a row
+    of turbo images (same seed), for the report's side-by-side grid."""
+    prompts = eval_prompts(world, 1)
+    arms = {a.name: a for a in t2i_arms(teacher, student, ep)}
+    images, captions = [], []
+    for t in ep.steps:
+        for name in ("teacher_cfg", "turbo"):
+            arm = arms[name]
+            images.append(generate_images(arm.model, world, prompts, t, arm.cfg_scale, seed=ep.seed, precision=ep.precision,
+                                          sample=ep.sample, temperature=ep.temperature, top_k=arm.top_k[t]))
+            captions += [f"{name} {t}: {p.text}" for p in prompts]
+    return np.concatenate(images), captions

@@ -1,0 +1,98 @@
+"""The evaluate stage's library: arms, stable metric keys, determinism, plot files."""
+
+import copy
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from showo_turbo.benchmark import (MMU_ARMS, MMU_KEYS, T2I_ARMS, arm_images, evaluate_arms, eval_prompts, mmu_table,
+                                   sample_images, t2i_arms, t2i_table, write_plot_files)
+from showo_turbo.model import ShowoModel
+from showo_turbo.shapes import CATEGORIES
+from showo_turbo.teacher import model_config_for
+
+
+@pytest.fixture(scope="module")
+def models(micro_world):
+    torch.manual_seed(0)
+    teacher = ShowoModel(model_config_for(micro_world, "micro")).eval()
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():  # a different model, as a distilled student would be
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return teacher, student
+
+
+@pytest.fixture(scope="module")
+def ep(micro_params):
+    return replace(micro_params.evaluate, steps=(1, 2, 4), student_top_k={1: 0, 2: 3, 4: 0}, prompts_per_category=2)
+
+
+@pytest.fixture(scope="module")
+def metrics(models, micro_world, ep):
+    return evaluate_arms(*models, micro_world, ep, progress=False)
+
+
+def test_every_stable_key_is_there(metrics, ep):
+    assert set(metrics["t2i"]) == set(T2I_ARMS) and set(metrics["mmu"]) == set(MMU_ARMS)
+    for arm in T2I_ARMS:
+        for t in ep.steps:
+            row = metrics["t2i"][arm][f"steps_{t}"]
+            for k in ("score", "ci_low", "ci_high", "seconds_per_image", *CATEGORIES):
+                assert isinstance(row[k], float), (arm, t, k)
+            assert row["ci_low"] <= row["score"] <= row["ci_high"] and row["seconds_per_image"] > 0
+            assert row["images"] == ep.prompts_per_category * len(CATEGORIES) * ep.images_per_prompt
+    for arm in MMU_ARMS:
+        assert all(isinstance(metrics["mmu"][arm][k], float) for k in MMU_KEYS)
+    # AR counts one forward pass per generated token (the prefill yields the first).
+    assert metrics["mmu"]["teacher_ar"]["forwards_per_token"] == 1.0
+
+
+def test_scores_repeat_exactly(models, micro_world, ep, metrics):
+    again = evaluate_arms(*models, micro_world, ep, progress=False)
+    for arm in T2I_ARMS:
+        for key, row in metrics["t2i"][arm].items():
+            assert {k: v for k, v in row.items() if k != "seconds_per_image"} == \
+                   {k: v for k, v in again["t2i"][arm][key].items() if k != "seconds_per_image"}
+    for arm in MMU_ARMS:
+        assert metrics["mmu"][arm]["accuracy"] == again["mmu"][arm]["accuracy"]
+
+
+def test_turbo_arm_is_the_nocfg_sampler_on_the_student(models, micro_world, ep):
+    """With the teacher in the student's place and top-k off, `turbo` must draw exactly the images of
+    `teacher_nocfg` (same seeds, same sampler); top-k changes them."""
+    teacher, _ = models
+    arms = {a.name: a for a in t2i_arms(teacher, teacher, ep)}
+    prompts = eval_prompts(micro_world, 1)
+    same = arm_images(arms["turbo"], micro_world, prompts, 4, ep)
+    assert (same == arm_images(arms["teacher_nocfg"], micro_world, prompts, 4, ep)).all()
+    assert not (arm_images(arms["turbo"], micro_world, prompts, 2, ep) ==
+                arm_images(arms["teacher_nocfg"], micro_world, prompts, 2, ep)).all()  # top-k 3 at 2 steps
+    assert len(same) == len(prompts) * ep.images_per_prompt
+    half = len(prompts)
+    assert not (same[:half] == same[half:]).all()  # each image of a prompt has its own seed
+
+
+def test_tables_and_plot_files(metrics, ep, tmp_path):
+    t2i = t2i_table(metrics)
+    assert len(t2i) == len(T2I_ARMS) * len(ep.steps)
+    assert t2i.loc[("turbo", 2), "score"] == metrics["t2i"]["turbo"]["steps_2"]["score"]
+    assert list(mmu_table(metrics).index) == list(MMU_ARMS)
+    score, seconds = write_plot_files(metrics, tmp_path)
+    df = pd.read_csv(score)
+    assert list(df.columns) == ["steps", *T2I_ARMS] and list(df["steps"]) == list(ep.steps)
+    assert df.loc[df.steps == 4, "teacher_cfg"].item() == metrics["t2i"]["teacher_cfg"]["steps_4"]["score"]
+    assert pd.read_csv(seconds)["turbo"].gt(0).all()
+    s = metrics["summary"]
+    ref = metrics["t2i"]["teacher_cfg"]["steps_4"]
+    assert s["teacher_cfg_reference"] == {"steps": 4, "score": ref["score"]}
+    assert s["turbo_steps_2"]["speedup_vs_reference"] == pytest.approx(
+        ref["seconds_per_image"] / metrics["t2i"]["turbo"]["steps_2"]["seconds_per_image"])
+
+
+def test_sample_grid_rows(models, micro_world, ep):
+    images, captions = sample_images(*models, micro_world, ep)
+    assert len(images) == len(captions) == len(ep.steps) * 2 * len(CATEGORIES)
+    assert captions[0].startswith("teacher_cfg 1:") and captions[len(CATEGORIES)].startswith("turbo 1:")
