@@ -74,14 +74,16 @@ def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int,
     return np.concatenate(sets)
 
 
-def seconds_per_image(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> float:
-    """Median over `ep.timing_repeats` timed batches of `ep.timing_batch` prompts (after one untimed
-    warm-up batch) of the sampler's wall time, divided by the batch size. Tokens only: decoding to
-    pixels costs the same for every arm."""
+def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Prompt], steps: int,
+                      ep: EvaluateParams) -> dict[str, float]:
+    """Sampler wall time per image of every arm at `steps`: one untimed warm-up batch per arm, then
+    `ep.timing_repeats` rounds that time one batch of `ep.timing_batch` prompts per arm in turn (so a
+    slow moment of the machine hits every arm alike); the median per arm over the batch size.
+    Tokens only: decoding to pixels costs the same for every arm."""
     caps, lens = encode_captions(world, [p.text for p in prompts[:ep.timing_batch]])
-    g = torch.Generator().manual_seed(ep.seed)
 
-    def run() -> float:
+    def run(arm: T2IArm) -> float:
+        g = torch.Generator().manual_seed(ep.seed)
         t0 = time.perf_counter()
         with autocast(ep.precision, arm.model.device):
             t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample,
@@ -90,8 +92,13 @@ def seconds_per_image(arm: T2IArm, world: World, prompts: Sequence[Prompt], step
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    run()  # warm-up: allocator, caches, first-call overheads
-    return statistics.median(run() for _ in range(ep.timing_repeats)) / len(caps)
+    for arm in arms:  # warm-up: allocator, caches, first-call overheads
+        run(arm)
+    times: dict[str, list[float]] = {arm.name: [] for arm in arms}
+    for _ in range(ep.timing_repeats):
+        for arm in arms:
+            times[arm.name].append(run(arm))
+    return {name: statistics.median(ts) / len(caps) for name, ts in times.items()}
 
 
 def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True) -> dict:
@@ -104,9 +111,11 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
         images = arm_images(arm, world, prompts, t, ep)
         row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict()
-        row["seconds_per_image"] = seconds_per_image(arm, world, prompts, t, ep)
         row["images"] = len(images)
         out.setdefault(arm.name, {})[f"steps_{t}"] = row
+    for t in tqdm(ep.steps, desc="timing", disable=not progress):
+        for name, seconds in seconds_per_image(arms, world, prompts, t, ep).items():
+            out[name][f"steps_{t}"]["seconds_per_image"] = seconds
     return out
 
 

@@ -104,3 +104,36 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
     teacher = load_model(micro_repo / "data" / "teacher" / "model.safetensors").state_dict()
     for before, after in zip([teacher, *weights], weights):  # each stage trained on from the previous one
         assert any(not torch.equal(before[k], after[k]) for k in after)
+
+
+def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
+    from showo_turbo.benchmark import MMU_ARMS, MMU_KEYS, T2I_ARMS
+    from showo_turbo.params import load_params
+    ep = load_params(micro_repo / "params.yaml").evaluate
+    m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
+    for arm in T2I_ARMS:
+        for t in ep.steps:
+            row = m["t2i"][arm][f"steps_{t}"]
+            assert all(isinstance(row[k], float) for k in ("score", "ci_low", "ci_high", "seconds_per_image", *CATEGORIES))
+    for arm in MMU_ARMS:
+        assert all(isinstance(m["mmu"][arm][k], float) for k in MMU_KEYS)
+    plots = json.loads(run([BIN / "dvc", "plots", "show", "--json"], micro_repo).stdout)
+    assert {"ShapesEval vs steps", "seconds per image vs steps"} <= set(plots["data"])
+    assert (micro_repo / "data" / "evaluate" / "samples.png").is_file()
+    page = micro_repo / "reports" / "05_explore.html"
+    assert page.is_file() and "Plotly.newPlot(" in page.read_text()
+
+
+def test_dvc_exp_run_with_a_changed_param(micro_repo):
+    """Last in this module: it leaves the experiment's params in the scratch workspace."""
+    run([BIN / "dvc", "exp", "run", "-S", "evaluate.images_per_prompt=1"], micro_repo)
+    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], micro_repo).stdout)
+    text = json.dumps(shown)
+    assert '"images_per_prompt": 1' in text
+    m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
+    assert m["t2i"]["turbo"]["steps_1"]["images"] == 6 * load_params_of(micro_repo).evaluate.prompts_per_category
+
+
+def load_params_of(repo):
+    from showo_turbo.params import load_params
+    return load_params(repo / "params.yaml")
