@@ -256,6 +256,8 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     bar = tqdm(total=dp.steps, initial=step, desc=f"distill ({stage.segments} segments)",
                disable=not (progress and acc.is_main_process))
     t0, log, last = time.time() - elapsed, LossLog(out / "history.jsonl", live, "distill"), {}
+    if step and acc.is_main_process:
+        log.resume(step)
     while step < stop:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, dp)

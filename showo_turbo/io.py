@@ -109,6 +109,22 @@ class LossLog:
             self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
         self.n += 1
 
+    def resume(self, step: int) -> None:
+        """Continue a run from its checkpoint at `step`: keep the history up to `step` (a killed run
+        may have logged past its last checkpoint) and replay it into DVCLive, whose folder DVC
+        deleted before rerunning the stage, so the curves stay whole."""
+        rows = [json.loads(line) for line in open(self.path)] if self.path.is_file() else []
+        rows = [r for r in rows if r["step"] <= step]
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if self.live is not None:
+            for r in rows:
+                self.live.step = r["step"]
+                for k, v in r.items():
+                    if k not in ("step", "seconds"):
+                        self.live.log_metric(f"{self.prefix}/loss_{k}", v)
+                self.live.next_step()
+
     def flush(self, step: int, seconds: float, write: bool = True, **extra_metrics: float) -> dict[str, float]:
         means = {k: v / max(self.n, 1) for k, v in self.sums.items()}
         if write:

@@ -134,6 +134,8 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     stop = recipe.steps if max_steps is None else min(recipe.steps, max_steps)
     bar = tqdm(total=recipe.steps, initial=step, desc="teacher")
     t0, log = time.time() - elapsed, LossLog(out / "history.jsonl", live, "train")
+    if step:
+        log.resume(step)
     while step < stop:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe)

@@ -77,3 +77,28 @@ def test_teacher_metrics_have_the_stable_keys(micro_world, micro_params, recipe,
     assert 0 <= m["t2i"]["steps_2"]["cfg_1p5"]["score"] <= 1 and 0 <= m["mmu"]["accuracy"] <= 1
     assert m["train"]["minutes"] == 0.1
     assert scale_key(2.0) == "cfg_2" and scale_key(0.0) == "cfg_0"
+
+
+def test_loss_log_resume_trims_and_replays(tmp_path):
+    """A run resumed from its step-20 checkpoint drops what a killed run logged after it, and replays
+    the kept history into DVCLive (whose folder DVC deletes before rerunning a stage)."""
+    import json
+
+    from showo_turbo.io import LossLog
+
+    class FakeLive:
+        def __init__(self):
+            self.step, self.logged = 0, []
+
+        def log_metric(self, name, value):
+            self.logged.append((self.step, name, value))
+
+        def next_step(self):
+            pass
+
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "seconds": s / 10, "t2i": 1 / s}) + "\n" for s in (10, 20, 30)))
+    live = FakeLive()
+    LossLog(path, live, "train").resume(20)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [10, 20]
+    assert live.logged == [(10, "train/loss_t2i", 0.1), (20, "train/loss_t2i", 0.05)]
