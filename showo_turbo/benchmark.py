@@ -32,6 +32,7 @@ from .model import ShowoModel, autocast
 from .params import EvaluateParams
 from .sampling import t2i_generate
 from .shapes import CATEGORIES, Prompt
+from .teacher import eval_prompts_subset
 from .world import World
 
 T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo")
@@ -54,15 +55,6 @@ def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams) -> li
     return [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k),
             T2IArm("teacher_nocfg", teacher, 0.0, no_top_k),
             T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps})]
-
-
-def eval_prompts(world: World, per_category: int) -> list[Prompt]:
-    """The first `per_category` held-out prompts of every ShapesEval category."""
-    prompts, _ = world.eval_t2i()
-    out: list[Prompt] = []
-    for c in CATEGORIES:
-        out += [p for p in prompts if p.category == c][:per_category]
-    return out
 
 
 def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> np.ndarray:
@@ -103,7 +95,7 @@ def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Pr
 
 def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True) -> dict:
     """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, images}}}."""
-    prompts = eval_prompts(world, ep.prompts_per_category)
+    prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
     scorer = ShapesEval(world.spec)
     out: dict = {}
@@ -196,7 +188,7 @@ def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
 def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams) -> tuple[np.ndarray, list[str]]:
     """One held-out prompt per category at every step count: a row of teacher_cfg images, then a row
     of turbo images (same seed), for the report's side-by-side grid."""
-    prompts = eval_prompts(world, 1)
+    prompts = eval_prompts_subset(world, 1)
     arms = {a.name: a for a in t2i_arms(teacher, student, ep)}
     images, captions = [], []
     for t in ep.steps:

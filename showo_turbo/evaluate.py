@@ -212,11 +212,11 @@ def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_to
     max_new = max_new_tokens or world.summary["lengths"]["answer"] + 1
     g = torch.Generator().manual_seed(seed)
     answers, forwards, tokens, seconds = [], 0, 0, 0.0
+    if decoder not in ("ar", "jacobi"):
+        raise ValueError(f"decoder must be 'ar' or 'jacobi', got {decoder!r}")
     for i in range(0, len(questions), batch_size):
         batch = prompts[i:i + batch_size]
         t0 = time.perf_counter()
-        if decoder not in ("ar", "jacobi"):
-            raise ValueError(f"decoder must be 'ar' or 'jacobi', got {decoder!r}")
         with autocast(precision, model.device):
             if decoder == "ar":
                 r = ar_generate(model, batch, max_new_tokens=max_new)

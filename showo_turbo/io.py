@@ -95,6 +95,16 @@ def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str
         raise error(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def log_loss_row(live, step: int, losses: dict, prefix: str, **extra_metrics: float) -> None:
+    """One step of DVCLive metrics: `prefix/loss_<name>` for every loss, `prefix/<name>` for the extras."""
+    live.step = step
+    for k, v in losses.items():
+        live.log_metric(f"{prefix}/loss_{k}", v)
+    for k, v in extra_metrics.items():
+        live.log_metric(f"{prefix}/{k}", v)
+    live.next_step()
+
+
 class LossLog:
     """Running means of a training loop's losses; `flush` appends them to `history.jsonl` and logs
     them to DVCLive (`live`, under `prefix/loss_<name>`) when `write` is true."""
@@ -119,11 +129,7 @@ class LossLog:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         if self.live is not None:
             for r in rows:
-                self.live.step = r["step"]
-                for k, v in r.items():
-                    if k not in ("step", "seconds"):
-                        self.live.log_metric(f"{self.prefix}/loss_{k}", v)
-                self.live.next_step()
+                log_loss_row(self.live, r["step"], {k: v for k, v in r.items() if k not in ("step", "seconds")}, self.prefix)
 
     def flush(self, step: int, seconds: float, write: bool = True, **extra_metrics: float) -> dict[str, float]:
         means = {k: v / max(self.n, 1) for k, v in self.sums.items()}
@@ -131,11 +137,6 @@ class LossLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": step, "seconds": round(seconds, 1), **means}) + "\n")
             if self.live is not None:
-                self.live.step = step
-                for k, v in means.items():
-                    self.live.log_metric(f"{self.prefix}/loss_{k}", v)
-                for k, v in extra_metrics.items():
-                    self.live.log_metric(f"{self.prefix}/{k}", v)
-                self.live.next_step()
+                log_loss_row(self.live, step, means, self.prefix, **extra_metrics)
         self.sums, self.n = {}, 0
         return means

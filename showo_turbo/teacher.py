@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .evaluate import mmu_eval, t2i_sweep
-from .io import LossLog, atomic_dir, load_json, save_json
+from .io import LossLog, atomic_dir, load_json, log_loss_row, save_json
 from .model import (ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
@@ -284,11 +284,7 @@ def best_cfg(metrics: dict, steps: int) -> tuple[str, float]:
 def log_history(live, history: list[dict]) -> None:
     """Replay a card's loss history into DVCLive (so `dvc plots` shows a shipped teacher's curves)."""
     for row in history:
-        live.step = row["step"]
-        for k in ("t2i", "mmu", "lm", "total"):
-            if k in row:
-                live.log_metric(f"train/loss_{k}", row[k])
-        live.next_step()
+        log_loss_row(live, row["step"], {k: row[k] for k in ("t2i", "mmu", "lm", "total") if k in row}, "train")
 
 
 def _hardware_words(hw: dict) -> str:

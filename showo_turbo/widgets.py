@@ -77,10 +77,14 @@ def prompt_lookup(world) -> dict[str, Prompt]:
     return {p["text"]: Prompt.from_dict(p) for split in caps.values() for p in split}
 
 
+def stored_caption(world, store: dict[str, torch.Tensor], row: int) -> str:
+    return world.text.decode(store["caption"][row, :int(store["caption_len"][row])].tolist())
+
+
 def stored_t2i_trace(world, store: dict[str, torch.Tensor], row: int, label: str = "teacher",
                      prompts: dict[str, Prompt] | None = None) -> T2ITrace:
     """Row `row` of a loaded T2I trajectory store (`trajectories.load_store(..., "t2i")`)."""
-    caption = world.text.decode(store["caption"][row, :int(store["caption_len"][row])].tolist())
+    caption = stored_caption(world, store, row)
     prompts = prompt_lookup(world) if prompts is None else prompts
     return t2i_trace(world, label, caption, store["codes"][row], store["commit_step"][row], store["probs"][row],
                      store["index"][row], prompts.get(caption))
@@ -154,6 +158,10 @@ class JacobiTrace:
     def passes(self) -> int:
         return len(self.states) - 1
 
+    @classmethod
+    def of(cls, world, label: str, question: str, block: int, states: np.ndarray) -> "JacobiTrace":
+        return cls(label, question, block, states, [world.token_names(x) for x in states])
+
 
 def jacobi_marks(states: np.ndarray) -> dict[str, np.ndarray]:
     """Per state and position (bool [S, n]): `changed` (differs from the previous state), `fixed`
@@ -196,8 +204,7 @@ def stored_jacobi_traces(world, store: dict[str, torch.Tensor], row: int, num_im
     out = []
     for b, s in enumerate(store["n_states"][row].tolist()):
         if s:
-            states = store["states"][row, b, :s].long().numpy()
-            out.append(JacobiTrace(label, q, b, states, [world.token_names(x) for x in states]))
+            out.append(JacobiTrace.of(world, label, q, b, store["states"][row, b, :s].long().numpy()))
     return out
 
 
@@ -212,8 +219,7 @@ def sampled_jacobi_traces(model: ShowoModel, world, prompt: torch.Tensor, label:
     out = []
     for b, traj in enumerate(r.trajectories):
         if r.stats["iterations"][b][0]:
-            states = _block_states(traj, 0)
-            out.append(JacobiTrace(label, q, b, states, [world.token_names(x) for x in states]))
+            out.append(JacobiTrace.of(world, label, q, b, _block_states(traj, 0)))
     return out
 
 
@@ -407,7 +413,7 @@ def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel,
     """The first `rows` stored teacher trajectories; for each caption, the teacher's stored trace and
     a live student trace with `student_steps` steps (no CFG; `sampler` as for `sampled_t2i_trace`)."""
     prompts = prompt_lookup(world)
-    captions = [world.text.decode(store["caption"][r, :int(store["caption_len"][r])].tolist()) for r in range(rows)]
+    captions = [stored_caption(world, store, r) for r in range(rows)]
     row_of = {c: r for r, c in enumerate(captions)}
 
     def traces_for(caption: str) -> list[T2ITrace]:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from showo_turbo.benchmark import (MMU_ARMS, MMU_KEYS, T2I_ARMS, arm_images, evaluate_arms, eval_prompts, mmu_table,
+from showo_turbo.benchmark import (MMU_ARMS, MMU_KEYS, T2I_ARMS, arm_images, evaluate_arms, mmu_table,
                                    sample_images, t2i_arms, t2i_table, write_plot_files)
 from showo_turbo.model import ShowoModel
 from showo_turbo.shapes import CATEGORIES
-from showo_turbo.teacher import model_config_for
+from showo_turbo.teacher import eval_prompts_subset, model_config_for
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_scores_repeat_exactly(models, micro_world, ep, metrics):
             assert metrics["mmu"][arm][k] == again["mmu"][arm][k]
     # Scores of an untrained model are mostly 0, so compare the images themselves too.
     arm = t2i_arms(*models, ep)[0]
-    prompts = eval_prompts(micro_world, 1)
+    prompts = eval_prompts_subset(micro_world, 1)
     assert (arm_images(arm, micro_world, prompts, 2, ep) == arm_images(arm, micro_world, prompts, 2, ep)).all()
 
 
@@ -70,7 +70,7 @@ def test_turbo_arm_is_the_nocfg_sampler_on_the_student(models, micro_world, ep):
     `teacher_nocfg` (same seeds, same sampler); top-k changes them."""
     teacher, _ = models
     arms = {a.name: a for a in t2i_arms(teacher, teacher, ep)}
-    prompts = eval_prompts(micro_world, 1)
+    prompts = eval_prompts_subset(micro_world, 1)
     same = arm_images(arms["turbo"], micro_world, prompts, 4, ep)
     assert (same == arm_images(arms["teacher_nocfg"], micro_world, prompts, 4, ep)).all()
     assert not (arm_images(arms["turbo"], micro_world, prompts, 2, ep) ==
