@@ -122,3 +122,27 @@ def test_two_processes_through_accelerate(workdir):
     student = load_model(workdir / "two" / "model.safetensors").state_dict()
     t = _teacher_weights(workdir)
     assert any(not torch.equal(student[k], t[k]) for k in student)
+
+
+def test_budget_script_runs_a_chain_and_scores_every_stage(workdir, micro_world):
+    """scripts/distill_budget.py (the out-of-pipeline budget study): a two-stage chain over the
+    pipeline's trajectory store (reused, not collected again), a summary per stage, students trained."""
+    root = Path(__file__).resolve().parents[1]
+    chain = "{a: {segments: 2, init_dir: data/teacher}, b: {segments: 1, init_dir: data/students/a}}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    args = [sys.executable, str(root / "scripts" / "distill_budget.py"), str(workdir / "budget"),
+            "--params", str(root / "params" / "micro.yaml"), "--world", str(micro_world.root),
+            "--teacher", str(workdir / "data" / "teacher"), "--trajectories", str(workdir / "data" / "trajectories"),
+            "--device", "cpu", "--set", f"distill.stages={chain}", "--set", "distill.steps=3"]
+    res = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "t2i trajectories: reusing" in res.stdout and "mmu trajectories: reusing" in res.stdout
+    summary = json.loads((workdir / "budget" / "summary.json").read_text())
+    assert list(summary["stages"]) == ["a", "b"] and summary["settings"]["distill"]["steps"] == 3
+    for stage in summary["stages"].values():
+        assert set(stage["t2i"]) == {"steps_2", "steps_4"} and 0 <= stage["t2i"]["steps_4"]["score"] <= 1
+        assert {"accuracy", "forwards_per_token"} <= set(stage["mmu"]) and stage["mmu"]["forwards_per_token"] > 0
+    a, b = (load_model(workdir / "budget" / "students" / s / "model.safetensors").state_dict() for s in "ab")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # b trained on from a
+    bad = subprocess.run(args[:-4] + ["--set", "distill.segments=2"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "distill.segments: unknown key" in bad.stderr

@@ -1,0 +1,145 @@
+"""Run trajectory collection and the whole curriculum outside the pipeline, within a wall-clock budget,
+and score the student after every stage: how much distillation do the targets need?
+
+    python scripts/distill_budget.py RUN_DIR [--set trajectories.KEY=VALUE --set distill.KEY=VALUE ...]
+                                     [--trajectories DIR] [--collect-only] [--deadline UNIX_TIME]
+                                     [--sampler-sweep] [--device cuda]
+
+The settings are params.yaml's `trajectories` and `distill` sections with the `--set` overrides
+(validated like params.yaml). Trajectories go to `--trajectories` (default RUN_DIR/trajectories;
+several runs can share one store) and are collected there unless a complete store with the same
+params is found. With `--deadline`, `distill.steps` becomes what fits the time left: a throw-away
+probe measures steps per second first, and an allowance per stage is kept for scoring. Students go
+to RUN_DIR/students/<stage>, scores to RUN_DIR/summary.json (rewritten after every stage), with the
+stage's metrics in the pipeline's format (`distill.evaluate_student`). `--sampler-sweep` also scores
+the last student at 2 and 4 steps under several Gumbel temperatures and top-k values.
+"""
+
+import argparse
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from showo_turbo import trajectories as TJ
+from showo_turbo.distill import distill_stage, evaluate_student, student_minutes
+from showo_turbo.evaluate import t2i_sweep
+from showo_turbo.io import save_json
+from showo_turbo.model import load_model
+from showo_turbo.params import load_params, parse_params, to_dict
+from showo_turbo.teacher import default_device, eval_prompts_subset
+from showo_turbo.world import World
+
+SECTIONS = ("trajectories", "distill")
+
+
+def params_with(path: str, overrides: list[str]):
+    """params.yaml with `section.key=value` overrides (trajectories and distill only), validated."""
+    data = to_dict(load_params(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or section not in SECTIONS or not name:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION in {', '.join(SECTIONS)}")
+        data[section][name] = yaml.safe_load(text)
+    if isinstance(data["distill"]["stages"], dict) and data["distill"]["stages"]:
+        data["evaluate"]["student"] = list(data["distill"]["stages"])[-1]  # unused here, but validated
+    return parse_params(data, "params.yaml + --set")
+
+
+def collect(teacher, world, tp, root: Path) -> None:
+    """Both trajectory stores; a complete store written with the same params is reused as it is
+    (several runs may read it at once), an interrupted one resumed, any other started over."""
+    for kind, fn in (("t2i", TJ.collect_t2i), ("mmu", TJ.collect_mmu)):
+        try:
+            if TJ.ShardReader(root / kind, kind).params.get("trajectories") == to_dict(tp):
+                print(f"{kind} trajectories: reusing {root / kind}", flush=True)
+                continue
+        except (OSError, ValueError):
+            pass
+        t0 = time.perf_counter()
+        fn(teacher, world, tp, root / kind, restart=True)
+        print(f"{kind} trajectories: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def probe_rate(stage, dp, trajectories: Path, run: Path, n: int = 30) -> float:
+    """Distillation steps per second on this device, first steps included (a throw-away stage)."""
+    shutil.rmtree(run / "probe", ignore_errors=True)
+    res = distill_stage(stage, replace(dp, steps=n, checkpoint_every=n, log_every=n), trajectories, run / "probe",
+                        progress=False)
+    return n / res["elapsed_seconds"]
+
+
+def sampler_sweep(student, world, ep, bootstrap: int) -> dict:
+    prompts = eval_prompts_subset(world, ep.prompts_per_category)
+    out = {}
+    for temperature in (4.5, 1.0, 0.0):
+        for top_k in (None, 8, 2):
+            res = t2i_sweep(student, world, prompts, [2, 4], [0.0], bootstrap=bootstrap, seed=ep.seed, progress=False,
+                            sample=ep.sample, temperature=temperature, top_k=top_k, precision=ep.precision)
+            key = f"temperature_{temperature:g}.top_k_{top_k or 0}"
+            out[key] = {k.split(".")[0]: round(v["score"], 4) for k, v in res.items()}
+            print("sweep", key, out[key], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--world", default="data/world")
+    ap.add_argument("--teacher", default="data/teacher", help="folder with the teacher's model.safetensors")
+    ap.add_argument("--trajectories", help="trajectory store (default RUN_DIR/trajectories)")
+    ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--deadline", type=float, help="unix time by which every stage must be trained and scored")
+    ap.add_argument("--eval-seconds", type=float, default=45.0, help="time kept per stage for scoring (with --deadline)")
+    ap.add_argument("--sampler-sweep", action="store_true")
+    ap.add_argument("--device", default=default_device())
+    args = ap.parse_args()
+
+    run = Path(args.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    params = params_with(args.params, args.set)
+    world = World.load(args.world)
+    teacher = load_model(Path(args.teacher) / "model.safetensors").to(args.device)
+    traj = Path(args.trajectories or run / "trajectories")
+    collect(teacher, world, params.trajectories, traj)
+    if args.collect_only:
+        return
+    dp = params.distill
+    # The pipeline's init_dir names (data/teacher, data/students/<stage>) point into this run.
+    stages = {name: replace(st, init_dir=args.teacher if st.init_dir == "data/teacher"
+                            else str(run / "students" / Path(st.init_dir).name)) for name, st in dp.stages.items()}
+    if args.deadline:
+        rate = probe_rate(next(iter(stages.values())), dp, traj, run)
+        left = args.deadline - time.time() - len(stages) * args.eval_seconds
+        steps = max(50, int(left * rate / len(stages)) // 50 * 50)
+        print(f"{rate:.2f} distillation steps/s: {steps} steps per stage fit the deadline", flush=True)
+        dp = replace(dp, steps=steps)
+    summary = {"settings": {"trajectories": to_dict(params.trajectories), "distill": to_dict(dp)},
+               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu", "stages": {}}
+    for name, stage in stages.items():
+        progress = distill_stage(stage, dp, traj, run / "students" / name, progress=False)
+        student = load_model(run / "students" / name / "model.safetensors").to(args.device)
+        t0 = time.perf_counter()
+        metrics = evaluate_student(student, teacher, world, dp, params.teacher.eval, params.trajectories.block_size,
+                                   minutes=student_minutes(progress), bootstrap=params.world.bootstrap)
+        metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        summary["stages"][name] = metrics
+        save_json(summary, run / "summary.json")
+        scores = {k: round(v["score"], 3) for k, v in metrics["t2i"].items()}
+        print(f"{name}: {progress['step']} steps, {metrics['train']['minutes']} min, T2I {scores}, "
+              f"MMU {metrics['mmu']['accuracy']:.3f} at {metrics['mmu']['forwards_per_token']:.2f} passes/token "
+              f"(teacher {metrics['teacher']['forwards_per_token']:.2f}), scored in {metrics['eval_seconds']} s", flush=True)
+    if args.sampler_sweep:
+        summary["sampler_sweep"] = sampler_sweep(student, world, params.teacher.eval, bootstrap=200)
+        save_json(summary, run / "summary.json")
+    print(f"{run / 'summary.json'}: {dp.steps} steps per stage on {summary['device']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
