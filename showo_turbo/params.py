@@ -216,7 +216,7 @@ class EvaluateParams:
     precision: str = _p("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling")
     batch_size: int = _p(64, min=1, doc="prompts per sampling batch")
     timing_batch: int = _p(16, min=1, doc="images per timed batch (seconds per image)")
-    timing_repeats: int = _p(5, min=1, doc="timed batches per arm and step count, after one warm-up (median)")
+    timing_repeats: int = _p(5, min=1, doc="rounds timing one batch per arm and step count, arms interleaved, after a warm-up (median)")
     bootstrap: int = _p(1000, min=0)
     seed: int = _p(0, min=0)
 
