@@ -198,10 +198,11 @@ def mmu_prompts(world, questions, scenes, cfg):
 
 
 def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_tokens: int | None = None,
-             block_size: int = 16, seed: int = 0, precision: str = "fp32") -> dict:
+             block_size: int = 16, seed: int = 0, precision: str = "fp32", jacobi_stop: str = "block") -> dict:
     """Exact-match answer accuracy on the held-out questions, per question type too, with forward
     passes per generated token (per row as if decoded alone, prefill included, so AR gives exactly
-    1.0) and tokens per second. Forward passes run in `precision`."""
+    1.0) and tokens per second. Forward passes run in `precision`; `jacobi_stop` is
+    `jacobi_generate`'s `stop` ("block" or "eot")."""
     import time
 
     import torch
@@ -222,7 +223,8 @@ def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_to
                 r = ar_generate(model, batch, max_new_tokens=max_new)
                 row_forwards = [len(t) for t in r.tokens]  # the prefill yields token 1, then one pass per token
             else:
-                r = jacobi_generate(model, batch, max_new_tokens=max_new, block_size=block_size, generator=g)
+                r = jacobi_generate(model, batch, max_new_tokens=max_new, block_size=block_size, generator=g,
+                                    stop=jacobi_stop)
                 row_forwards = r.stats["row_forwards"]  # prefill included, as for AR
         seconds += time.perf_counter() - t0
         forwards += sum(row_forwards)

@@ -272,10 +272,15 @@ def initial_guess(prompt: torch.Tensor, n: int, strategy: str, pad_id: int, voca
 @torch.no_grad()
 def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32, block_size: int = 16,
                     init: str = "prompt", max_iterations: int | None = None, generator: torch.Generator | None = None,
-                    return_trajectories: bool = False) -> TextResult:
+                    return_trajectories: bool = False, stop: str = "block") -> TextResult:
     """Greedy Jacobi decoding: for each block of n tokens, start from a guess and re-predict all n in
     parallel from the accepted prefix (held in the KV cache) until nothing changes. The fixed point
     equals greedy AR output. Stops at <|eot|> or `max_new_tokens`.
+
+    `stop` says when a block is done: "block" (all n positions unchanged, the junk after <|eot|>
+    included, as Show-o Turbo's code iterates) or "eot" (for a row whose block holds <|eot|>, once
+    every position up to it is unchanged: a prefix unchanged between two passes is final, so the
+    output is still greedy AR's; rows finished in earlier blocks no longer hold the batch back).
 
     Statistics, per row as if decoded alone (`row_forwards`, prefill included) and for the batch
     (`forwards`); `iterations[block][row]` (the pass that confirms the fixed point included);
@@ -291,7 +296,10 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
     row_forwards = [1] * B
     trajectories = []
     limit = max_iterations or n + 1
+    if stop not in ("block", "eot"):
+        raise ValueError(f"stop must be 'block' or 'eot', got {stop!r}")
     while not all(_done(rows, eot, max_new_tokens)):
+        active = torch.tensor([not d for d in _done(rows, eot, max_new_tokens)])
         guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)
         first = dec.last_logits.argmax(-1)  # the token after the accepted prefix is already known
         states = [guess.clone()]
@@ -300,7 +308,7 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
             forwards += 1
             new = torch.cat([first.view(B, 1), logits[:, :-1].argmax(-1)], 1)
             states.append(new.clone())
-            if torch.equal(new, guess):
+            if torch.equal(new, guess) or (stop == "eot" and bool(_settled(new, guess, eot, active).all())):
                 tail_logits = logits[:, -1]
                 break
             dec.rollback(n)
@@ -313,8 +321,7 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
         dec.last_logits = tail_logits
         traj = torch.stack(states)  # [iterations + 1, B, n]
         final = traj[-1]
-        active = torch.tensor([not d for d in _done(rows, eot, max_new_tokens)])
-        its, ff, st = _block_stats(traj)
+        its, ff, st = _block_stats(traj, _up_to_eot(final, eot) if stop == "eot" else None)
         iterations.append([int(x) if a else 0 for x, a in zip(its, active)])
         row_forwards = [f + i for f, i in zip(row_forwards, iterations[-1])]
         fast_forwarded += int(ff[active].sum())
@@ -330,12 +337,28 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
     return TextResult(out, forwards, stats, trajectories)
 
 
-def _block_stats(traj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _up_to_eot(block: torch.Tensor, eot: int) -> torch.Tensor:
+    """[B, n] True at the positions up to and including each row's first <|eot|> (all if none)."""
+    seen = (block == eot).long().cumsum(-1)
+    return (seen == 0) | ((seen == 1) & (block == eot))
+
+
+def _settled(new: torch.Tensor, guess: torch.Tensor, eot: int, active: torch.Tensor) -> torch.Tensor:
+    """[B] rows whose block is final for stop="eot": inactive, or unchanged up to their first <|eot|>
+    (unchanged everywhere when the block holds none)."""
+    same = (new == guess) | ~_up_to_eot(new, eot)
+    return ~active | same.all(-1)
+
+
+def _block_stats(traj: torch.Tensor, relevant: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row of one block's Jacobi states `traj` [S, B, n] (S-1 passes, last state = fixed point):
     passes a row needed alone (first state equal to the fixed point, plus the confirming pass),
-    fast-forwarded and stationary token counts."""
+    fast-forwarded and stationary token counts. `relevant` [B, n] limits the comparison to some
+    positions (those up to <|eot|> for stop="eot"); the others count as always correct."""
     final = traj[-1]
     correct = traj == final                                   # [S, B, n]
+    if relevant is not None:
+        correct = correct | ~relevant
     same = correct.all(-1)                                    # [S, B]
     first_final = same.long().argmax(0)                       # first state that is the fixed point
     iterations = first_final + 1
@@ -348,5 +371,6 @@ def _block_stats(traj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     changed = torch.cat([torch.ones_like(correct[:1]), traj[1:] != traj[:-1]])  # [S, B, n]
     last_change = (changed.long() * torch.arange(S).view(-1, 1, 1)).amax(0)      # [B, n]
     prefix_then = prefix.T.gather(1, last_change)                                # [B, n]
-    stationary = (torch.arange(traj.shape[2]).view(1, -1) >= prefix_then).sum(-1)
+    late = torch.arange(traj.shape[2]).view(1, -1) >= prefix_then
+    stationary = (late if relevant is None else late & relevant).sum(-1)
     return iterations, fast, stationary

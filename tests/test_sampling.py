@@ -123,6 +123,16 @@ def test_jacobi_equals_ar_on_200_prompts(model, prompts, block):
     assert all(f >= math.ceil(len(t) / block) + 1 for f, t in zip(jac.stats["row_forwards"], jac.tokens))
 
 
+def test_jacobi_stop_modes(model, prompts):
+    pad = model.config.layout.pad_id
+    batch = left_pad(prompts[:20], pad)
+    ar = ar_generate(model, batch, max_new_tokens=12)
+    eot = jacobi_generate(model, batch, max_new_tokens=12, block_size=4, stop="eot")
+    assert eot.tokens == ar.tokens
+    with pytest.raises(ValueError, match="stop must be"):
+        jacobi_generate(model, batch, stop="first")
+
+
 def test_jacobi_batched_equals_unbatched(model, prompts):
     pad = model.config.layout.pad_id
     batched = jacobi_generate(model, left_pad(prompts[:10], pad), max_new_tokens=20, block_size=6)

@@ -63,6 +63,22 @@ def test_jacobi_equals_ar_with_the_trained_teacher(teacher, prompts, block):
     assert len(ar.tokens) == 200 and jac.tokens == ar.tokens
 
 
+def test_jacobi_stopping_at_eot_is_exact_and_needs_fewer_passes(teacher, prompts):
+    """stop="eot" ends a block once everything up to <|eot|> is fixed: the answers stay greedy AR's,
+    no row needs more passes than with stop="block", and the junk after <|eot|> no longer costs any."""
+    ar = ar_generate(teacher, prompts, max_new_tokens=20)
+    kw = dict(max_new_tokens=20, block_size=16)
+    block = jacobi_generate(teacher, prompts, generator=torch.Generator().manual_seed(0), **kw)
+    eot = jacobi_generate(teacher, prompts, generator=torch.Generator().manual_seed(0), stop="eot", **kw)
+    assert eot.tokens == ar.tokens
+    assert all(e <= b for e, b in zip(eot.stats["row_forwards"], block.stats["row_forwards"]))
+    assert sum(eot.stats["row_forwards"]) < sum(block.stats["row_forwards"])
+    assert eot.forwards < block.forwards  # the batch stops waiting for junk too
+    # An answer of L <= 16 tokens (its <|eot|> included) fits one block: after pass k at least the
+    # first k tokens are right, and one more pass confirms, so a row needs at most the prefill + L + 1.
+    assert all(f <= len(t) + 2 for f, t in zip(eot.stats["row_forwards"], eot.tokens) if len(t) <= 16)
+
+
 def test_trained_teacher_batched_equals_unbatched(teacher, prompts, default_world):
     pad = default_world.layout.pad_id
     batched = jacobi_generate(teacher, prompts[:12], max_new_tokens=20, block_size=8).tokens
