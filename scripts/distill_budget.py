@@ -51,11 +51,12 @@ def params_with(path: str, overrides: list[str]):
 
 
 def collect(teacher, world, tp, root: Path) -> None:
-    """Both trajectory stores; a complete store written with the same params is reused as it is
-    (several runs may read it at once), an interrupted one resumed, any other started over."""
+    """Both trajectory stores; a complete store written with the same params and teacher is reused as
+    it is (several runs may read it at once), an interrupted one resumed, any other started over."""
+    origin = TJ.store_params(teacher, tp)
     for kind, fn in (("t2i", TJ.collect_t2i), ("mmu", TJ.collect_mmu)):
         try:
-            if TJ.ShardReader(root / kind, kind).params.get("trajectories") == to_dict(tp):
+            if TJ.ShardReader(root / kind, kind).params == origin:
                 print(f"{kind} trajectories: reusing {root / kind}", flush=True)
                 continue
         except (OSError, ValueError):

@@ -101,6 +101,11 @@ def model_sha256(model: ShowoModel) -> str:
     return h.hexdigest()
 
 
+def store_params(model: ShowoModel, tp: TrajectoryParams) -> dict:
+    """What a trajectory store records as its origin (a rerun resumes a store only when they match)."""
+    return {"trajectories": to_dict(tp), "teacher_sha256": model_sha256(model)}
+
+
 def _batch_generator(seed: int, kind: int, row: int) -> torch.Generator:
     # One generator per batch, keyed by its first row: a resumed run draws exactly what the first run would have.
     return torch.Generator().manual_seed(seed * 1_000_003 + kind * 100_003 + row)
@@ -130,7 +135,7 @@ def collect_t2i(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
     Resumes a store written with the same params and teacher; `restart` starts over one written otherwise."""
     caps, lens = training_captions(world, tp.captions, tp.seed)
     caps, lens = caps.repeat_interleave(tp.samples_per_caption, 0), lens.repeat_interleave(tp.samples_per_caption, 0)
-    writer = ShardWriter(out_dir, "t2i", {"trajectories": to_dict(tp), "teacher_sha256": model_sha256(model)}, restart)
+    writer = ShardWriter(out_dir, "t2i", store_params(model, tp), restart)
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
         rows = collect_t2i_batch(model, caps[b:e], lens[b:e], tp.steps, tp.cfg_scale, tp.decoding == "deterministic",
@@ -204,7 +209,7 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
     idx = torch.randperm(len(m["question"]), generator=torch.Generator().manual_seed(tp.seed))[:tp.mmu_questions]
     length = 4 + model.config.num_image_tokens + m["question"].shape[1]
     max_new = world.summary["lengths"]["answer"] + 1  # the answer and its <|eot|>
-    writer = ShardWriter(out_dir, "mmu", {"trajectories": to_dict(tp), "teacher_sha256": model_sha256(model)}, restart)
+    writer = ShardWriter(out_dir, "mmu", store_params(model, tp), restart)
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
         prompt = mmu_training_prompts(world, model.config, idx[b:e], length)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from showo_turbo.params import load_params
 from showo_turbo.scratch import make_scratch_copy
 from showo_turbo.shapes import CATEGORIES
 
@@ -70,7 +71,6 @@ def test_notebooks_run_under_nbval(micro_repo):
 
 
 def test_dvc_repro_writes_trajectory_stores(micro_repo):
-    from showo_turbo.params import load_params
     from showo_turbo.shards import ShardReader
     tp = load_params(micro_repo / "params.yaml").trajectories
     m = json.loads((micro_repo / "metrics" / "trajectories.json").read_text())
@@ -86,7 +86,6 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
     import torch
 
     from showo_turbo.model import load_model
-    from showo_turbo.params import load_params
     stages = list(load_params(micro_repo / "params.yaml").distill.stages)
     assert len(stages) >= 2
     weights = []
@@ -108,7 +107,6 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
 
 def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
     from showo_turbo.benchmark import MMU_ARMS, MMU_KEYS, T2I_ARMS
-    from showo_turbo.params import load_params
     ep = load_params(micro_repo / "params.yaml").evaluate
     m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
     for arm in T2I_ARMS:
@@ -131,9 +129,4 @@ def test_dvc_exp_run_with_a_changed_param(micro_repo):
     text = json.dumps(shown)
     assert '"images_per_prompt": 1' in text
     m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
-    assert m["t2i"]["turbo"]["steps_1"]["images"] == 6 * load_params_of(micro_repo).evaluate.prompts_per_category
-
-
-def load_params_of(repo):
-    from showo_turbo.params import load_params
-    return load_params(repo / "params.yaml")
+    assert m["t2i"]["turbo"]["steps_1"]["images"] == 6 * load_params(micro_repo / "params.yaml").evaluate.prompts_per_category
