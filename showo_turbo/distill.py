@@ -33,10 +33,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .io import LossLog, atomic_dir, load_json, save_json
-from .model import ShowoModel, lm_loss, load_model, mmu_attention_mask, mmu_loss, save_model, t2i_sequences
+from .model import ShowoModel, additive, lm_loss, load_model, save_model, t2i_sequences
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 from .trajectories import load_store, segment_bounds, state_at
@@ -79,15 +80,25 @@ def _right_pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
     return pad_tokens([r.tolist() for r in rows], max(len(r) for r in rows), pad_id)[0].long()
 
 
-def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, pad_id: int, g: torch.Generator):
-    """Jacobi consistency pairs and AR sequences for MMU rows `rows` (right-padded, no left pads).
+def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, pad_id: int, eoi_id: int,
+                 g: torch.Generator):
+    """Jacobi consistency pairs and the AR answer for MMU rows `rows`, packed into one sequence per
+    row so that the image prefix, question and answer are encoded once instead of three times:
 
-    Returns seq_i / seq_e [B, L] (prompt + earlier fixed points + state x_i / x_e), block_start [B],
-    loss_mask [B, n] (block token m is predicted at position block_start + m - 1 and counted when
-    m > the first index where x_i and x_e differ), seq_ar [B, L'] and ar_target [B, L'] (positions
-    whose next token belongs to the answer, its <|eot|> included)."""
+        [prompt (no left pads)] [answer] [x_i] [x_e]       (right-padded)
+
+    `allowed` [B, L, L] is the attention pattern that makes each part see what it would see as its
+    own sequence: prompt + answer causal (image prefix bidirectional), x_i and x_e each causal over
+    the prompt, the answer's first j*n tokens (the earlier blocks' fixed points) and themselves; their
+    position ids continue from there. So the packed forward gives the same hidden states as the three
+    sequences `before + x_i`, `before + x_e` and `prompt + answer` would (tests/test_distill.py).
+
+    Returns ids, allowed, position_ids [B, L]; pos_i / pos_e [B, n] (block token m of x_i / x_e is
+    predicted at pos[m]: the last token before the block for m = 0, else block token m - 1);
+    loss_mask [B, n] (counted when m > the first index where x_i and x_e differ); ar_target [B, L]
+    (positions whose next token belongs to the answer, its <|eot|> included)."""
     n = store["states"].shape[-1]
-    seq_i, seq_e, starts, masks, seq_ar, ar_len = [], [], [], [], [], []
+    parts, meta = [], []
     for r in rows.tolist():
         prompt = _real(store["prompt"][r].long(), pad_id)
         n_states = store["n_states"][r].long()
@@ -97,22 +108,36 @@ def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: i
         i = int(torch.randint(0, s, (1,), generator=g))
         e = next(end for start, end in segment_bounds(s, min(segments, s)) if start <= i <= end)
         x_i, x_e = store["states"][r, j, i].long(), store["states"][r, j, e].long()
-        answer = store["answer"][r, :int(store["answer_len"][r])].long()
-        before = torch.cat([prompt, store["answer"][r, :j * n].long()])
-        seq_i.append(torch.cat([before, x_i]))
-        seq_e.append(torch.cat([before, x_e]))
-        starts.append(len(before))
+        a_len = int(store["answer_len"][r])
+        answer = store["answer"][r, :max(a_len, j * n)].long()  # covers the earlier blocks too
+        parts.append(torch.cat([prompt, answer, x_i, x_e]))
         diff = torch.nonzero(x_i != x_e).flatten()
         d = int(diff[0]) if len(diff) else n
-        masks.append((torch.arange(n) > d) & (torch.arange(n) >= 1))
-        seq_ar.append(torch.cat([prompt, answer]))
-        ar_len.append((len(prompt), len(answer)))
-    ar = _right_pad(seq_ar, pad_id)
-    ar_target = torch.zeros_like(ar, dtype=torch.bool)
-    for b, (p, a) in enumerate(ar_len):
-        ar_target[b, p - 1:p + a - 1] = True
-    return {"seq_i": _right_pad(seq_i, pad_id), "seq_e": _right_pad(seq_e, pad_id), "block_start": torch.tensor(starts),
-            "loss_mask": torch.stack(masks), "seq_ar": ar, "ar_target": ar_target}
+        meta.append((len(prompt), a_len, len(answer), len(prompt) + j * n, d))
+    ids = _right_pad(parts, pad_id)
+    B, L = ids.shape
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    allowed = torch.eye(L, dtype=torch.bool).repeat(B, 1, 1)  # pad rows see themselves
+    position_ids = torch.zeros(B, L, dtype=torch.long)
+    pos_i, pos_e = torch.empty(B, n, dtype=torch.long), torch.empty(B, n, dtype=torch.long)
+    ar_target = torch.zeros(B, L, dtype=torch.bool)
+    m = torch.arange(n)
+    for b, (p, a_len, a_full, before, d) in enumerate(meta):
+        main = p + a_full
+        image_end = int((ids[b] == eoi_id).long().argmax()) + 1  # [mmu][soi] image [eoi]: bidirectional
+        allowed[b, :main, :main] = causal[:main, :main]
+        allowed[b, :image_end, :image_end] = True
+        for x0 in (main, main + n):  # x_i, then x_e
+            allowed[b, x0:x0 + n, :before] = True
+            allowed[b, x0:x0 + n, x0:x0 + n] = causal[:n, :n]
+            position_ids[b, x0:x0 + n] = before + m
+        position_ids[b, :main] = torch.arange(main)
+        pos_i[b] = torch.where(m == 0, before - 1, main + m - 1)
+        pos_e[b] = torch.where(m == 0, before - 1, main + n + m - 1)
+        ar_target[b, p - 1:p + a_len - 1] = True
+    loss_mask = (m.view(1, n) > torch.tensor([x[-1] for x in meta]).view(B, 1)) & (m.view(1, n) >= 1)
+    return {"mmu_ids": ids, "mmu_allowed": allowed, "mmu_position_ids": position_ids, "pos_i": pos_i, "pos_e": pos_e,
+            "loss_mask": loss_mask, "ar_target": ar_target}
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +152,11 @@ def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor, index: torch.T
     return -(probs * logq).sum(-1)
 
 
+def _rows_at(h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """h [B, L, D] at positions pos [B, n] -> [B, n, D]."""
+    return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+
 class DistillObjective(nn.Module):
     """Wraps the student; `forward(batch)` returns the stage's losses."""
 
@@ -135,7 +165,7 @@ class DistillObjective(nn.Module):
         self.student, self.dp = student, dp
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        m, dp, cfg = self.student, self.dp, self.student.config
+        m, dp = self.student, self.dp
         out = {}
         # 1. Image consistency: the student, without CFG, jumps from x_t to its segment's end.
         logits = m.image_logits(batch["t2i_ids"])                                     # [B, N, codebook]
@@ -143,18 +173,16 @@ class DistillObjective(nn.Module):
         out["image"] = (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)
         # 2. LM loss on the captions keeps the text head a language model.
         out["lm"] = lm_loss(m, batch["caption"], batch["caption_len"])
-        # 3. Text consistency: x_i's predictions move towards the (detached) predictions on x_e.
-        n = batch["loss_mask"].shape[1]
-        pos = (batch["block_start"].view(-1, 1) + torch.arange(n, device=batch["seq_i"].device).view(1, -1) - 1).clamp(min=0)
-        with torch.no_grad():
-            h_e = m.hidden(batch["seq_e"], mmu_attention_mask(batch["seq_e"], cfg))
-            target = m.logits(h_e.gather(1, pos.unsqueeze(-1).expand(-1, -1, h_e.shape[-1]))).float().softmax(-1)
-        h_i = m.hidden(batch["seq_i"], mmu_attention_mask(batch["seq_i"], cfg))
-        pred = m.logits(h_i.gather(1, pos.unsqueeze(-1).expand(-1, -1, h_i.shape[-1])))
+        # 3. Text consistency: x_i's predictions move towards the (detached) predictions on x_e. One
+        # forward of the packed [prompt][answer][x_i][x_e] rows serves this and the AR loss.
+        h = m.hidden(batch["mmu_ids"], additive(batch["mmu_allowed"]), batch["mmu_position_ids"])
+        target = m.logits(_rows_at(h, batch["pos_e"])).float().softmax(-1).detach()
+        pred = m.logits(_rows_at(h, batch["pos_i"]))
         mask = batch["loss_mask"].float()
         out["consistency"] = (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1)
-        # 4. AR loss on the teacher's fixed point.
-        out["ar"] = mmu_loss(m, batch["seq_ar"], batch["ar_target"])
+        # 4. AR loss on the teacher's fixed point: position q predicts token q + 1 of the answer.
+        ar = batch["ar_target"][:, :-1]
+        out["ar"] = F.cross_entropy(m.logits(h[:, :-1][ar]).float(), batch["mmu_ids"][:, 1:][ar])
         out["total"] = (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
                         + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
         return out
@@ -180,7 +208,7 @@ class DistillBatches:
         caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
         ids = t2i_sequences(caption, caption_len, torch.where(state < 0, lay.mask_id, state + lay.code_offset), cfg)
         mmu_rows = self.usable[torch.randint(0, len(self.usable), (dp.batch_mmu,), generator=g)]
-        text = text_targets(self.mmu, mmu_rows, self.stage.segments, lay.pad_id, g)
+        text = text_targets(self.mmu, mmu_rows, self.stage.segments, lay.pad_id, lay.special_id("<|eoi|>"), g)
         return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
                 "caption": caption, "caption_len": caption_len, **text}
 

@@ -62,18 +62,70 @@ def test_image_targets_point_at_commit_or_segment_end(workdir):
 
 def test_text_targets(workdir, micro_world):
     store = load_store(workdir / "data" / "trajectories" / "mmu", "mmu")
-    pad = micro_world.layout.pad_id
+    lay = micro_world.layout
     rows = torch.arange(min(8, len(store["answer"])))
-    out = text_targets(store, rows, 2, pad, torch.Generator().manual_seed(0))
+    out = text_targets(store, rows, 2, lay.pad_id, lay.special_id("<|eoi|>"), torch.Generator().manual_seed(0))
     n = store["states"].shape[-1]
     for b, r in enumerate(rows.tolist()):
-        start = int(out["block_start"][b])
-        assert torch.equal(out["seq_i"][b, :start], out["seq_e"][b, :start])  # same prompt and earlier blocks
-        x_i, x_e = out["seq_i"][b, start:start + n], out["seq_e"][b, start:start + n]
+        ids, i0, e0 = out["mmu_ids"][b], int(out["pos_i"][b, 1]), int(out["pos_e"][b, 1])
+        assert e0 == i0 + n and int(out["pos_i"][b, 0]) == int(out["pos_e"][b, 0])  # m = 0: the shared token before
+        x_i, x_e = ids[i0:i0 + n], ids[e0:e0 + n]
+        states = store["states"][r].long()
+        assert any(torch.equal(x_i, s) for s in states.flatten(0, 1)) and any(torch.equal(x_e, s) for s in states.flatten(0, 1))
         differ = torch.nonzero(x_i != x_e).flatten()
         first = int(differ[0]) if len(differ) else n
         assert out["loss_mask"][b].tolist() == [m > first and m >= 1 for m in range(n)]
-        assert int(out["ar_target"][b].sum()) == int(store["answer_len"][r])
+        ar = torch.nonzero(out["ar_target"][b]).flatten()
+        assert len(ar) == int(store["answer_len"][r])
+        answer = store["answer"][r, :len(ar)].long()
+        assert torch.equal(ids[ar + 1], answer)  # each AR position predicts the next answer token
+
+
+def _separate_sequences(out: dict, b: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Row b of the packed batch as the three sequences it stands for: before + x_i, before + x_e and
+    prompt + answer (read off the packing's own positions), and where the block starts."""
+    ids, allowed = out["mmu_ids"][b], out["mmu_allowed"][b]
+    i0, before = int(out["pos_i"][b, 1]), int(out["pos_i"][b, 0]) + 1
+    assert allowed[i0, :before].all() and not allowed[i0, before:i0].any()  # x_i sees exactly `before`
+    main = int(torch.nonzero(out["ar_target"][b]).max()) + 2  # prompt + answer (the fixed point's length)
+    return (torch.cat([ids[:before], ids[i0:i0 + n]]), torch.cat([ids[:before], ids[i0 + n:i0 + 2 * n]]),
+            ids[:max(main, before)], before)
+
+
+def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro_params):
+    """The packed forward gives the losses that three separate forwards (each with the plain MMU mask)
+    give: the consistency loss on (before + x_i, before + x_e) and the AR loss on prompt + answer."""
+    from showo_turbo.distill import DistillBatches, DistillObjective, soft_cross_entropy
+    from showo_turbo.model import mmu_attention_mask
+
+    student = load_model(workdir / "data" / "teacher" / "model.safetensors")
+    torch.manual_seed(1)
+    with torch.no_grad():  # a student that is not the teacher, so that x_i and x_e predictions differ
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    dp = replace(micro_params.distill, batch_mmu=32)  # enough rows that some pairs differ
+    batches = DistillBatches(workdir / "data" / "trajectories", CurriculumStage(2, "data/teacher"), dp, student.config)
+    batch = batches.draw(torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        got = DistillObjective(student, dp)(batch)
+        n = batch["loss_mask"].shape[1]
+        cons, weight, ar_logp = [], [], []
+        for b in range(len(batch["mmu_ids"])):
+            seq_i, seq_e, seq_ar, start = _separate_sequences(batch, b, n)
+            h_i = student.hidden(seq_i[None], mmu_attention_mask(seq_i[None], student.config))[0]
+            h_e = student.hidden(seq_e[None], mmu_attention_mask(seq_e[None], student.config))[0]
+            pos = (start + torch.arange(n) - 1)
+            ce = soft_cross_entropy(student.logits(h_i[pos]), student.logits(h_e[pos]).float().softmax(-1))
+            cons.append((ce * batch["loss_mask"][b]).sum())
+            weight.append(batch["loss_mask"][b].sum())
+            h = student.hidden(seq_ar[None], mmu_attention_mask(seq_ar[None], student.config))[0]
+            q = torch.nonzero(batch["ar_target"][b]).flatten()
+            ar_logp.append(student.logits(h[q]).float().log_softmax(-1).gather(1, seq_ar[q + 1].view(-1, 1)).flatten())
+    expected_cons = torch.stack(cons).sum() / torch.stack(weight).sum().clamp(min=1)
+    expected_ar = -torch.cat(ar_logp).mean()
+    assert float(expected_cons) > 1e-3 and float(expected_ar) > 1e-3  # neither loss is trivially zero here
+    assert torch.allclose(got["consistency"], expected_cons, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(got["ar"], expected_ar, rtol=1e-4, atol=1e-6)
 
 
 def _teacher_weights(workdir):
