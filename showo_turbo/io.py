@@ -72,12 +72,19 @@ def project_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no dvc.yaml at or above {here}: run from inside the showo-turbo project")
 
 
+# safetensors writes a header's metadata map in a random key order (a Rust HashMap), so the same
+# tensors and metadata gave different bytes on every write and DVC saw a new output each rerun. The
+# metadata therefore travels as one key holding sorted JSON; files with plain keys still read.
+METADATA_KEY = "showo_turbo.metadata"
+
+
 def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str]) -> None:
-    """Atomic safetensors write with string metadata in the header."""
+    """Atomic safetensors write with string metadata in the header; the same input gives the same bytes."""
     from safetensors.torch import save_file
 
+    header = {METADATA_KEY: json.dumps({str(k): str(v) for k, v in metadata.items()}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
 
 
 def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str = "") -> tuple[dict, dict[str, str]]:
@@ -90,9 +97,15 @@ def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str
         raise error(f"{path}: not found{missing_hint}")
     try:
         with safe_open(str(path), "pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+            tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
         raise error(f"{path}: not a readable safetensors file ({e})") from None
+    if METADATA_KEY in meta:
+        try:
+            meta = {**{k: v for k, v in meta.items() if k != METADATA_KEY}, **json.loads(meta[METADATA_KEY])}
+        except json.JSONDecodeError:
+            raise error(f"{path}: damaged header metadata ({METADATA_KEY} is not JSON)") from None
+    return tensors, meta
 
 
 def log_loss_row(live, step: int, losses: dict, prefix: str, **extra_metrics: float) -> None:

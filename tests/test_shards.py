@@ -106,3 +106,21 @@ def test_atomic_writes_get_normal_permissions_and_folders_swap_whole(tmp_path):
             (tmp / "a").write_text("2")
             raise RuntimeError("killed mid-write")
     assert (tmp_path / "ckpt" / "a").read_text() == "1" and not (tmp_path / "ckpt.tmp").exists()
+
+
+def test_safetensors_writes_are_byte_stable_and_older_headers_still_read(tmp_path):
+    """The same tensors and metadata give the same file every time (safetensors alone orders a
+    header's metadata keys at random, so DVC saw a new output on every rerun); files written with
+    plain metadata keys, as before, read back the same."""
+    from showo_turbo.io import read_safetensors, write_safetensors
+    tensors = {"b": torch.arange(6).view(2, 3), "a": torch.ones(4)}
+    meta = {"format": "test", "version": "1", "kind": "t2i", "index": "0", "rows": "2", "params": '{"x": 1}'}
+    paths = [tmp_path / f"w{i}.safetensors" for i in range(6)]
+    for p in paths:
+        write_safetensors(tensors, p, meta)
+    assert len({p.read_bytes() for p in paths}) == 1
+    got, got_meta = read_safetensors(paths[0], ValueError)
+    assert got_meta == meta and all(torch.equal(got[k], tensors[k]) for k in tensors)
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    assert read_safetensors(old, ValueError)[1] == meta
