@@ -124,6 +124,8 @@ def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro
     expected_cons = torch.stack(cons).sum() / torch.stack(weight).sum().clamp(min=1)
     expected_ar = -torch.cat(ar_logp).mean()
     assert float(expected_cons) > 1e-3 and float(expected_ar) > 1e-3  # neither loss is trivially zero here
+    prompt_len = torch.stack([torch.nonzero(r).min() + 1 for r in batch["ar_target"]])
+    assert (batch["pos_i"][:, 0] + 1 > prompt_len).any()  # some rows have earlier blocks before x_i
     assert torch.allclose(got["consistency"], expected_cons, rtol=1e-4, atol=1e-6)
     assert torch.allclose(got["ar"], expected_ar, rtol=1e-4, atol=1e-6)
 
