@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .io import LossLog, atomic_dir, load_json, save_json
-from .model import ShowoModel, additive, lm_loss, load_model, save_model, t2i_sequences
+from .model import (ShowoConfig, ShowoModel, additive, lm_loss, load_model, mmu_allowed, next_token_loss, save_model,
+                    t2i_sequences)
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 from .trajectories import load_store, segment_bounds, state_at
@@ -80,7 +80,7 @@ def _right_pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
     return pad_tokens([r.tolist() for r in rows], max(len(r) for r in rows), pad_id)[0].long()
 
 
-def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, pad_id: int, eoi_id: int,
+def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, cfg: ShowoConfig,
                  g: torch.Generator):
     """Jacobi consistency pairs and the AR answer for MMU rows `rows`, packed into one sequence per
     row so that the image prefix, question and answer are encoded once instead of three times:
@@ -88,16 +88,16 @@ def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: i
         [prompt (no left pads)] [answer] [x_i] [x_e]       (right-padded)
 
     `allowed` [B, L, L] is the attention pattern that makes each part see what it would see as its
-    own sequence: prompt + answer causal (image prefix bidirectional), x_i and x_e each causal over
-    the prompt, the answer's first j*n tokens (the earlier blocks' fixed points) and themselves; their
-    position ids continue from there. So the packed forward gives the same hidden states as the three
+    own sequence: the plain MMU pattern (`model.mmu_allowed`: causal, image prefix bidirectional) for
+    prompt + answer, and x_i and x_e each causal over the prompt, the answer's first j*n tokens (the
+    earlier blocks' fixed points) and themselves; their position ids continue from there. So the packed forward gives the same hidden states as the three
     sequences `before + x_i`, `before + x_e` and `prompt + answer` would (tests/test_distill.py).
 
     Returns ids, allowed, position_ids [B, L]; pos_i / pos_e [B, n] (block token m of x_i / x_e is
     predicted at pos[m]: the last token before the block for m = 0, else block token m - 1);
     loss_mask [B, n] (counted when m > the first index where x_i and x_e differ); ar_target [B, L]
     (positions whose next token belongs to the answer, its <|eot|> included)."""
-    n = store["states"].shape[-1]
+    n, pad_id = store["states"].shape[-1], cfg.layout.pad_id
     parts, meta = [], []
     for r in rows.tolist():
         prompt = _real(store["prompt"][r].long(), pad_id)
@@ -117,17 +117,15 @@ def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: i
     ids = _right_pad(parts, pad_id)
     B, L = ids.shape
     causal = torch.ones(L, L, dtype=torch.bool).tril()
-    allowed = torch.eye(L, dtype=torch.bool).repeat(B, 1, 1)  # pad rows see themselves
+    allowed = mmu_allowed(ids, cfg)  # right for prompt + answer; the x rows are redrawn below
     position_ids = torch.zeros(B, L, dtype=torch.long)
     pos_i, pos_e = torch.empty(B, n, dtype=torch.long), torch.empty(B, n, dtype=torch.long)
     ar_target = torch.zeros(B, L, dtype=torch.bool)
     m = torch.arange(n)
     for b, (p, a_len, a_full, before, d) in enumerate(meta):
         main = p + a_full
-        image_end = int((ids[b] == eoi_id).long().argmax()) + 1  # [mmu][soi] image [eoi]: bidirectional
-        allowed[b, :main, :main] = causal[:main, :main]
-        allowed[b, :image_end, :image_end] = True
         for x0 in (main, main + n):  # x_i, then x_e
+            allowed[b, x0:x0 + n] = False
             allowed[b, x0:x0 + n, :before] = True
             allowed[b, x0:x0 + n, x0:x0 + n] = causal[:n, :n]
             position_ids[b, x0:x0 + n] = before + m
@@ -180,9 +178,8 @@ class DistillObjective(nn.Module):
         pred = m.logits(_rows_at(h, batch["pos_i"]))
         mask = batch["loss_mask"].float()
         out["consistency"] = (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1)
-        # 4. AR loss on the teacher's fixed point: position q predicts token q + 1 of the answer.
-        ar = batch["ar_target"][:, :-1]
-        out["ar"] = F.cross_entropy(m.logits(h[:, :-1][ar]).float(), batch["mmu_ids"][:, 1:][ar])
+        # 4. AR loss on the teacher's fixed point (the answer in the same packed rows).
+        out["ar"] = next_token_loss(m, h, batch["mmu_ids"], batch["ar_target"])
         out["total"] = (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
                         + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
         return out
@@ -208,7 +205,7 @@ class DistillBatches:
         caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
         ids = t2i_sequences(caption, caption_len, torch.where(state < 0, lay.mask_id, state + lay.code_offset), cfg)
         mmu_rows = self.usable[torch.randint(0, len(self.usable), (dp.batch_mmu,), generator=g)]
-        text = text_targets(self.mmu, mmu_rows, self.stage.segments, lay.pad_id, lay.special_id("<|eoi|>"), g)
+        text = text_targets(self.mmu, mmu_rows, self.stage.segments, cfg, g)
         return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
                 "caption": caption, "caption_len": caption_len, **text}
 

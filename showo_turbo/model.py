@@ -187,6 +187,11 @@ def omni_attention_mask(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
 
 def mmu_attention_mask(ids: torch.Tensor, cfg: ShowoConfig, prefix_len: int | None = None) -> torch.Tensor:
     """Causal, plus the `[<|mmu|>][<|soi|>] image [<|eoi|>]` prefix bidirectional; left pads hidden."""
+    return additive(mmu_allowed(ids, cfg))
+
+
+def mmu_allowed(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """`mmu_attention_mask` as booleans [B, L, L] (True = may attend), for callers that refine it."""
     B, L = ids.shape
     is_pad = ids == cfg.layout.pad_id
     eoi_pos = (ids == cfg.layout.special_id("<|eoi|>")).long().argmax(1)  # first <|eoi|> per row
@@ -195,7 +200,7 @@ def mmu_attention_mask(ids: torch.Tensor, cfg: ShowoConfig, prefix_len: int | No
     allowed = torch.ones(L, L, dtype=torch.bool, device=ids.device).tril().expand(B, L, L).clone()
     allowed |= in_prefix.unsqueeze(2) & in_prefix.unsqueeze(1)
     allowed &= ~is_pad.unsqueeze(1) | torch.eye(L, dtype=torch.bool, device=ids.device)  # a pad row still sees itself
-    return additive(allowed)
+    return allowed
 
 
 def mmu_position_ids(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
@@ -284,9 +289,14 @@ def t2i_loss(model: ShowoModel, ids: torch.Tensor, masked: torch.Tensor, codes: 
 def mmu_loss(model: ShowoModel, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy on the answer (and its <|eot|>) only."""
     cfg = model.config
-    h = model.hidden(ids, mmu_attention_mask(ids, cfg))
-    logits = model.logits(h[:, :-1][target[:, :-1]])
-    return F.cross_entropy(logits.float(), ids[:, 1:][target[:, :-1]])
+    return next_token_loss(model, model.hidden(ids, mmu_attention_mask(ids, cfg)), ids, target)
+
+
+def next_token_loss(model: ShowoModel, hidden: torch.Tensor, ids: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy at the positions marked in `target` [B, L] (position q predicts
+    ids[q + 1]), from the hidden states of `ids`."""
+    predicts = target[:, :-1]
+    return F.cross_entropy(model.logits(hidden[:, :-1][predicts]).float(), ids[:, 1:][predicts])
 
 
 def lm_loss(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor) -> torch.Tensor:

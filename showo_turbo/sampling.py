@@ -298,8 +298,8 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
     limit = max_iterations or n + 1
     if stop not in ("block", "eot"):
         raise ValueError(f"stop must be 'block' or 'eot', got {stop!r}")
-    while not all(_done(rows, eot, max_new_tokens)):
-        active = torch.tensor([not d for d in _done(rows, eot, max_new_tokens)])
+    while not all(done := _done(rows, eot, max_new_tokens)):
+        active = torch.tensor([not d for d in done])
         guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)
         first = dec.last_logits.argmax(-1)  # the token after the accepted prefix is already known
         states = [guess.clone()]

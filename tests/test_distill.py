@@ -62,9 +62,8 @@ def test_image_targets_point_at_commit_or_segment_end(workdir):
 
 def test_text_targets(workdir, micro_world):
     store = load_store(workdir / "data" / "trajectories" / "mmu", "mmu")
-    lay = micro_world.layout
     rows = torch.arange(min(8, len(store["answer"])))
-    out = text_targets(store, rows, 2, lay.pad_id, lay.special_id("<|eoi|>"), torch.Generator().manual_seed(0))
+    out = text_targets(store, rows, 2, model_config_for(micro_world, "micro"), torch.Generator().manual_seed(0))
     n = store["states"].shape[-1]
     for b, r in enumerate(rows.tolist()):
         ids, i0, e0 = out["mmu_ids"][b], int(out["pos_i"][b, 1]), int(out["pos_e"][b, 1])
