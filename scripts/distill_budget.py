@@ -13,9 +13,13 @@ probe measures steps per second first, and an allowance per stage is kept for sc
 to RUN_DIR/students/<stage>, scores to RUN_DIR/summary.json (rewritten after every stage), with the
 stage's metrics in the pipeline's format (`distill.evaluate_student`). `--sampler-sweep` also scores
 the last student at 2 and 4 steps under several Gumbel temperatures and top-k values.
+`--milestones 250,500,1000` trains each stage in pieces (resuming its checkpoint: the same run as
+one uninterrupted stage) and scores the checkpoint's student after each piece; the stage's budget
+becomes the last milestone. `--teacher` is also the teacher that `method: dm` stages match.
 """
 
 import argparse
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -39,15 +43,24 @@ SECTIONS = ("trajectories", "distill")
 def params_with(path: str, overrides: list[str]):
     """params.yaml with `section.key=value` overrides (trajectories and distill only), validated."""
     data = to_dict(load_params(path))
+    original_stages = dict(data["distill"]["stages"])
     for item in overrides:
         key, sep, text = item.partition("=")
-        section, _, name = key.partition(".")
-        if not sep or section not in SECTIONS or not name:
+        section, *names = key.split(".")
+        if not sep or section not in SECTIONS or not names:
             raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION in {', '.join(SECTIONS)}")
-        data[section][name] = yaml.safe_load(text)
-    if isinstance(data["distill"]["stages"], dict) and data["distill"]["stages"]:
-        data["evaluate"]["student"] = list(data["distill"]["stages"])[-1]  # unused here, but validated
-    return parse_params(data, "params.yaml + --set")
+        node = data[section]
+        for name in names[:-1]:  # e.g. distill.dm.aux_updates
+            node = node.setdefault(name, {}) if isinstance(node, dict) else {}
+        node[names[-1]] = yaml.safe_load(text)
+    stages = data["distill"]["stages"]
+    if not (isinstance(stages, dict) and stages):
+        return parse_params(data, "params.yaml + --set")  # refused there, with the key named
+    # The evaluate section (unused here) names stages of each method: validate the run's stages after
+    # the params file's own ones, then keep the run's.
+    data["distill"]["stages"] = {**{k: v for k, v in original_stages.items() if k not in stages}, **stages}
+    params = parse_params(data, "params.yaml + --set")
+    return replace(params, distill=replace(params.distill, stages={k: params.distill.stages[k] for k in stages}))
 
 
 def collect(teacher, world, tp, root: Path) -> None:
@@ -66,11 +79,11 @@ def collect(teacher, world, tp, root: Path) -> None:
         print(f"{kind} trajectories: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def probe_rate(stage, dp, trajectories: Path, run: Path, n: int = 30) -> float:
+def probe_rate(stage, dp, trajectories: Path, run: Path, teacher: str, n: int = 30) -> float:
     """Distillation steps per second on this device, first steps included (a throw-away stage)."""
     shutil.rmtree(run / "probe", ignore_errors=True)
-    res = distill_stage(stage, replace(dp, steps=n, checkpoint_every=n, log_every=n), trajectories, run / "probe",
-                        progress=False)
+    res = distill_stage(stage, replace(dp, steps=n, checkpoint_every=n, log_every=n, dm=replace(dp.dm, steps=n)),
+                        trajectories, run / "probe", progress=False, teacher_dir=teacher)
     return n / res["elapsed_seconds"]
 
 
@@ -99,6 +112,7 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, help="unix time by which every stage must be trained and scored")
     ap.add_argument("--eval-seconds", type=float, default=45.0, help="time kept per stage for scoring (with --deadline)")
     ap.add_argument("--sampler-sweep", action="store_true")
+    ap.add_argument("--milestones", help="comma-separated step counts at which each stage's checkpoint is scored")
     ap.add_argument("--device", default=default_device())
     args = ap.parse_args()
 
@@ -115,31 +129,56 @@ def main() -> None:
     # The pipeline's init_dir names (data/teacher, data/students/<stage>) point into this run.
     stages = {name: replace(st, init_dir=args.teacher if st.init_dir == "data/teacher"
                             else str(run / "students" / Path(st.init_dir).name)) for name, st in dp.stages.items()}
+    milestones = sorted({int(m) for m in args.milestones.split(",")}) if args.milestones else []
+    if milestones:
+        dp = replace(dp, steps=milestones[-1], dm=replace(dp.dm, steps=milestones[-1]))
     if args.deadline:
-        rate = probe_rate(next(iter(stages.values())), dp, traj, run)
+        rate = probe_rate(next(iter(stages.values())), dp, traj, run, args.teacher)
         left = args.deadline - time.time() - len(stages) * args.eval_seconds
         steps = max(50, int(left * rate / len(stages)) // 50 * 50)
         print(f"{rate:.2f} distillation steps/s: {steps} steps per stage fit the deadline", flush=True)
-        dp = replace(dp, steps=steps)
+        dp = replace(dp, steps=steps, dm=replace(dp.dm, steps=steps))
     summary = {"settings": {"trajectories": to_dict(params.trajectories), "distill": to_dict(dp)},
                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu", "stages": {}}
     for name, stage in stages.items():
-        progress = distill_stage(stage, dp, traj, run / "students" / name, progress=False)
-        student = load_model(run / "students" / name / "model.safetensors").to(args.device)
-        t0 = time.perf_counter()
-        metrics = evaluate_student(student, teacher, world, dp, params.teacher.eval, params.trajectories.block_size,
-                                   minutes=student_minutes(progress), bootstrap=params.world.bootstrap)
-        metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
-        summary["stages"][name] = metrics
+        out = run / "students" / name
+        for piece in milestones[:-1]:  # intermediate scores from the checkpoint (the generator, or its EMA)
+            progress = distill_stage(stage, dp, traj, out, progress=False, max_steps=piece, teacher_dir=args.teacher)
+            ema = out / "checkpoint" / "ema.safetensors"
+            student = load_model(ema if ema.is_file() else out / "checkpoint" / "model.safetensors").to(args.device)
+            metrics = score(student, teacher, world, params, dp, stage, progress)
+            summary["stages"].setdefault(name, {}).setdefault("milestones", {})[str(piece)] = metrics
+            save_json(summary, run / "summary.json")
+            report(f"{name}@{piece}", progress, metrics)
+        progress = distill_stage(stage, dp, traj, out, progress=False, teacher_dir=args.teacher)
+        student = load_model(out / "model.safetensors").to(args.device)
+        metrics = score(student, teacher, world, params, dp, stage, progress)
+        summary["stages"][name] = {**metrics, **({"milestones": summary["stages"][name]["milestones"]}
+                                                 if milestones[:-1] else {})}
         save_json(summary, run / "summary.json")
-        scores = {k: round(v["score"], 3) for k, v in metrics["t2i"].items()}
-        print(f"{name}: {progress['step']} steps, {metrics['train']['minutes']} min, T2I {scores}, "
-              f"MMU {metrics['mmu']['accuracy']:.3f} at {metrics['mmu']['forwards_per_token']:.2f} passes/token "
-              f"(teacher {metrics['teacher']['forwards_per_token']:.2f}), scored in {metrics['eval_seconds']} s", flush=True)
+        report(name, progress, metrics)
     if args.sampler_sweep:
         summary["sampler_sweep"] = sampler_sweep(student, world, params.teacher.eval, bootstrap=200)
         save_json(summary, run / "summary.json")
-    print(f"{run / 'summary.json'}: {dp.steps} steps per stage on {summary['device']}", flush=True)
+    print(f"{run / 'summary.json'}: {dp.steps} steps per consistency stage, {dp.dm.steps} per dm stage, "
+          f"on {summary['device']}", flush=True)
+
+
+def score(student, teacher, world, params, dp, stage, progress) -> dict:
+    t0 = time.perf_counter()
+    metrics = evaluate_student(student, teacher, world, dp, params.teacher.eval, params.trajectories.block_size,
+                               minutes=student_minutes(progress), bootstrap=params.world.bootstrap, stage=stage)
+    metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["losses"] = progress["losses"].get("process_0", {})
+    return metrics
+
+
+def report(name: str, progress: dict, metrics: dict) -> None:
+    scores = {k: round(v["score"], 3) for k, v in metrics["t2i"].items()}
+    print(f"{name}: {progress['step']} steps, {metrics['train']['minutes']} min, T2I {scores}, "
+          f"MMU {metrics['mmu']['accuracy']:.3f} at {metrics['mmu']['forwards_per_token']:.2f} passes/token "
+          f"(teacher {metrics['teacher']['forwards_per_token']:.2f}), scored in {metrics['eval_seconds']} s, "
+          f"losses {json.dumps({k: round(v, 4) for k, v in metrics['losses'].items()})}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ seconds per image from timed batches):
     teacher_cfg     the teacher with classifier-free guidance (one doubled batch per step)
     teacher_nocfg   the teacher without guidance
     turbo           the final curriculum student without guidance (top-k per step count)
+    turbo_dm        the distribution-matching student (`method: dm`) from its noisy start, its own
+                    sampler settings (evaluate.turbo_dm)
 
-MMU arms (the world's held-out questions): teacher_ar (AR with a KV cache), teacher_jacobi and
-turbo_jacobi: answer accuracy, forward passes per token and tokens per second.
+MMU arms (the world's held-out questions): teacher_ar (AR with a KV cache), teacher_jacobi,
+turbo_jacobi and turbo_dm_jacobi: answer accuracy, forward passes per token and tokens per second.
 
-    metrics = evaluate_arms(teacher, student, world, params.evaluate)
+    metrics = evaluate_arms(teacher, student, world, params.evaluate, dm_student=dm_student)
     t2i_table(metrics); mmu_table(metrics); write_plot_files(metrics, "plots/evaluate")
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -35,33 +37,47 @@ from .shapes import CATEGORIES, Prompt
 from .teacher import eval_prompts_subset
 from .world import World
 
-T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo")
-MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi")
+T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
+STUDENT_ARMS = ("turbo", "turbo_dm")
+MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
 MMU_KEYS = ("accuracy", "forwards_per_token", "tokens_per_second")
 
 
 @dataclass(frozen=True)
 class T2IArm:
-    """One T2I configuration: a model, its guidance scale, and its top-k per step count (None = off)."""
+    """One T2I configuration: a model, its guidance scale, its top-k per step count (None = off), its
+    Gumbel re-masking temperature and its start (`t2i_generate`'s init_mask_ratio / embed_noise;
+    empty = all-[MASK])."""
 
     name: str
     model: ShowoModel
     cfg_scale: float
     top_k: dict[int, int | None]
+    temperature: float
+    start: dict = field(default_factory=dict)
+
+    def sampler(self, steps: int) -> dict:
+        return {"top_k": self.top_k[steps], "temperature": self.temperature, **self.start}
 
 
-def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams) -> list[T2IArm]:
+def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
+             dm_student: ShowoModel | None = None) -> list[T2IArm]:
     no_top_k = {t: None for t in ep.steps}
-    return [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k),
-            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k),
-            T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps})]
+    arms = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature),
+            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature),
+            T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature)]
+    if dm_student is not None:
+        dm = ep.turbo_dm
+        arms.append(T2IArm("turbo_dm", dm_student, 0.0, {t: (dm.top_k[t] or None) for t in ep.steps}, dm.temperature,
+                           {"init_mask_ratio": dm.mask_ratio, "embed_noise": dm.embed_noise}))
+    return arms
 
 
 def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> np.ndarray:
     """`ep.images_per_prompt` images per prompt, image i of every prompt drawn with seed `ep.seed + i`
     (the same seeds for every arm)."""
     sets = [generate_images(arm.model, world, prompts, steps, arm.cfg_scale, batch_size=ep.batch_size, seed=ep.seed + i,
-                            precision=ep.precision, sample=ep.sample, temperature=ep.temperature, top_k=arm.top_k[steps])
+                            precision=ep.precision, sample=ep.sample, **arm.sampler(steps))
             for i in range(ep.images_per_prompt)]
     return np.concatenate(sets)
 
@@ -78,8 +94,8 @@ def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Pr
         g = torch.Generator().manual_seed(ep.seed)
         t0 = time.perf_counter()
         with autocast(ep.precision, arm.model.device):
-            t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample,
-                         temperature=ep.temperature, top_k=arm.top_k[steps], generator=g)
+            t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample, generator=g,
+                         **arm.sampler(steps))
         if arm.model.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -111,9 +127,12 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     return out
 
 
-def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams) -> dict:
-    """{teacher_ar, teacher_jacobi, turbo_jacobi: {accuracy, forwards_per_token, tokens_per_second, ...}}."""
+def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
+                 dm_student: ShowoModel | None = None) -> dict:
+    """{teacher_ar, teacher_jacobi, turbo_jacobi[, turbo_dm_jacobi]: {accuracy, forwards_per_token, tokens_per_second, ...}}."""
     runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
+    if dm_student is not None:
+        runs["turbo_dm_jacobi"] = (dm_student, "jacobi")
     out = {}
     for name, (model, decoder) in runs.items():
         r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, block_size=ep.block_size, seed=ep.seed,
@@ -123,26 +142,33 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
 
 
 def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, dm_student: ShowoModel | None = None) -> dict:
     """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
-    and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios."""
-    t2i = evaluate_t2i(t2i_arms(teacher, student, ep), world, ep, progress)
-    mmu = evaluate_mmu(teacher, student, world, ep)
+    and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios.
+    Without `dm_student` the turbo_dm arms are left out."""
+    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student), world, ep, progress)
+    mmu = evaluate_mmu(teacher, student, world, ep, dm_student)
     return {"t2i": t2i, "mmu": mmu, "summary": headline(t2i, mmu, ep)}
 
 
 def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
-    """The comparisons the paper leads with: the student at few steps against the teacher at its most
-    steps with CFG (score and speed-up), and Jacobi passes per token relative to the teacher's."""
+    """The comparisons the paper leads with: every student arm at every step count against the
+    teacher at its most steps with CFG (score difference, score ratio, speed-up), and Jacobi passes
+    per token relative to the teacher's."""
     most = f"steps_{max(ep.steps)}"
     ref = t2i["teacher_cfg"][most]
     out: dict = {"teacher_cfg_reference": {"steps": max(ep.steps), "score": ref["score"]}}
-    for t in ep.steps:
-        s = t2i["turbo"][f"steps_{t}"]
-        out[f"turbo_steps_{t}"] = {"score_minus_reference": s["score"] - ref["score"],
-                                   "speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
-    out["mmu"] = {"turbo_forwards_ratio": mmu["turbo_jacobi"]["forwards_per_token"] / mmu["teacher_jacobi"]["forwards_per_token"],
-                  "turbo_accuracy_minus_teacher_ar": mmu["turbo_jacobi"]["accuracy"] - mmu["teacher_ar"]["accuracy"]}
+    for arm in (a for a in STUDENT_ARMS if a in t2i):
+        for t in ep.steps:
+            s = t2i[arm][f"steps_{t}"]
+            out[f"{arm}_steps_{t}"] = {"score_minus_reference": s["score"] - ref["score"],
+                                       "score_ratio_to_reference": s["score"] / ref["score"] if ref["score"] else 0.0,
+                                       "speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
+    out["mmu"] = {}
+    for arm in (a for a in STUDENT_ARMS if f"{a}_jacobi" in mmu):
+        r = mmu[f"{arm}_jacobi"]
+        out["mmu"][f"{arm}_forwards_ratio"] = r["forwards_per_token"] / mmu["teacher_jacobi"]["forwards_per_token"]
+        out["mmu"][f"{arm}_accuracy_minus_teacher_ar"] = r["accuracy"] - mmu["teacher_ar"]["accuracy"]
     return out
 
 
@@ -167,7 +193,7 @@ def mmu_table(metrics: dict):
 
 
 def plot_rows(metrics: dict, field: str) -> list[dict]:
-    """Wide rows `{steps, teacher_cfg, teacher_nocfg, turbo}` of one T2I field, for a DVC plot."""
+    """Wide rows `{steps, <arm>...}` of one T2I field, for a DVC plot."""
     steps = sorted({int(k.split("_")[1]) for r in metrics["t2i"].values() for k in r})
     return [{"steps": t, **{arm: metrics["t2i"][arm][f"steps_{t}"][field] for arm in metrics["t2i"]}} for t in steps]
 
@@ -185,16 +211,17 @@ def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams) -> tuple[np.ndarray, list[str]]:
+def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
+                  dm_student: ShowoModel | None = None) -> tuple[np.ndarray, list[str]]:
     """One held-out prompt per category at every step count: a row of teacher_cfg images, then a row
-    of turbo images (same seed), for the report's side-by-side grid."""
+    of turbo images and one of turbo_dm images (same seed), for the report's side-by-side grid."""
     prompts = eval_prompts_subset(world, 1)
-    arms = {a.name: a for a in t2i_arms(teacher, student, ep)}
+    arms = {a.name: a for a in t2i_arms(teacher, student, ep, dm_student)}
     images, captions = [], []
     for t in ep.steps:
-        for name in ("teacher_cfg", "turbo"):
+        for name in (n for n in ("teacher_cfg", "turbo", "turbo_dm") if n in arms):
             arm = arms[name]
             images.append(generate_images(arm.model, world, prompts, t, arm.cfg_scale, seed=ep.seed, precision=ep.precision,
-                                          sample=ep.sample, temperature=ep.temperature, top_k=arm.top_k[t]))
+                                          sample=ep.sample, **arm.sampler(t)))
             captions += [f"{name} {t}: {p.text}" for p in prompts]
     return np.concatenate(images), captions

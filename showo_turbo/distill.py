@@ -155,6 +155,24 @@ def _rows_at(h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
 
 
+def text_losses(m: ShowoModel, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The text side of every stage, from `text_targets`' packed rows: the Jacobi consistency loss
+    (x_i's predictions move towards the detached predictions on x_e) and the AR loss on the teacher's
+    fixed point, both from one forward."""
+    h = m.hidden(batch["mmu_ids"], additive(batch["mmu_allowed"]), batch["mmu_position_ids"])
+    target = m.logits(_rows_at(h, batch["pos_e"])).float().softmax(-1).detach()
+    pred = m.logits(_rows_at(h, batch["pos_i"]))
+    mask = batch["loss_mask"].float()
+    return {"consistency": (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1),
+            "ar": next_token_loss(m, h, batch["mmu_ids"], batch["ar_target"])}
+
+
+def total_loss(out: dict[str, torch.Tensor], dp: DistillParams) -> torch.Tensor:
+    """w_img L_img + w_lm L_lm + w_text (L_text_consistency + ar_multiplier L_ar)."""
+    return (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
+            + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
+
+
 class DistillObjective(nn.Module):
     """Wraps the student; `forward(batch)` returns the stage's losses."""
 
@@ -171,17 +189,9 @@ class DistillObjective(nn.Module):
         out["image"] = (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)
         # 2. LM loss on the captions keeps the text head a language model.
         out["lm"] = lm_loss(m, batch["caption"], batch["caption_len"])
-        # 3. Text consistency: x_i's predictions move towards the (detached) predictions on x_e. One
-        # forward of the packed [prompt][answer][x_i][x_e] rows serves this and the AR loss.
-        h = m.hidden(batch["mmu_ids"], additive(batch["mmu_allowed"]), batch["mmu_position_ids"])
-        target = m.logits(_rows_at(h, batch["pos_e"])).float().softmax(-1).detach()
-        pred = m.logits(_rows_at(h, batch["pos_i"]))
-        mask = batch["loss_mask"].float()
-        out["consistency"] = (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1)
-        # 4. AR loss on the teacher's fixed point (the answer in the same packed rows).
-        out["ar"] = next_token_loss(m, h, batch["mmu_ids"], batch["ar_target"])
-        out["total"] = (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
-                        + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
+        # 3-4. Text consistency (x_i towards x_e) and the AR loss on the fixed point, one packed forward.
+        out.update(text_losses(m, batch))
+        out["total"] = total_loss(out, dp)
         return out
 
 
@@ -196,6 +206,11 @@ class DistillBatches:
             raise ValueError(f"{root}: no trajectories to distill from")
         self.stage, self.dp, self.cfg = stage, dp, cfg
 
+    def draw_text(self, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """`batch_mmu` packed Jacobi rows (`text_targets`)."""
+        mmu_rows = self.usable[torch.randint(0, len(self.usable), (self.dp.batch_mmu,), generator=g)]
+        return text_targets(self.mmu, mmu_rows, self.stage.segments, self.cfg, g)
+
     def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
         dp, cfg, lay = self.dp, self.cfg, self.cfg.layout
         rows = torch.randint(0, len(self.t2i["codes"]), (dp.batch_t2i,), generator=g)
@@ -204,63 +219,110 @@ class DistillBatches:
         state, masked, probs, index = image_targets(self.t2i, rows, t, self.stage.segments)
         caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
         ids = t2i_sequences(caption, caption_len, torch.where(state < 0, lay.mask_id, state + lay.code_offset), cfg)
-        mmu_rows = self.usable[torch.randint(0, len(self.usable), (dp.batch_mmu,), generator=g)]
-        text = text_targets(self.mmu, mmu_rows, self.stage.segments, cfg, g)
         return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
-                "caption": caption, "caption_len": caption_len, **text}
+                "caption": caption, "caption_len": caption_len, **self.draw_text(g)}
 
 
 # --------------------------------------------------------------------------------------------
 # The loop.
 
 
-def lr_at(step: int, dp: DistillParams) -> float:
+def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
     """Linear warmup, then constant (the official student lr is constant)."""
-    return dp.lr * min(1.0, (step + 1) / max(dp.warmup_steps, 1))
+    return lr * min(1.0, (step + 1) / max(warmup_steps, 1))
+
+
+def lr_at(step: int, dp: DistillParams) -> float:
+    return warmup_lr(step, dp.lr, dp.warmup_steps)
 
 
 def batch_generator(seed: int, process: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + process) * 1_000_003 + step)
 
 
-def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, init_dir: str | Path) -> dict:
-    """What a checkpoint must match to be resumed: the stage, the params and its inputs."""
+def stage_steps(stage: CurriculumStage, dp: DistillParams) -> int:
+    """The stage's budget: distill.steps for consistency, distill.dm.steps for dm."""
+    return dp.dm.steps if stage.method == "dm" else dp.steps
+
+
+def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, init_dir: str | Path,
+                    teacher_dir: str | Path | None = None) -> dict:
+    """What a checkpoint must match to be resumed: the stage, the params and its inputs (the teacher
+    too for a dm stage, whose targets it computes on the fly)."""
     traj = Path(trajectories_dir)
     shas = {k: load_json(traj / k / "manifest.json")["shards"][-1]["sha256"] if (traj / k / "manifest.json").is_file() else None
             for k in ("t2i", "mmu")}
     init = Path(init_dir) / "model.safetensors"
     sig = {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k != "stages"},
            "trajectories": shas, "init_sha256": sha256_of(init) if init.is_file() else None}
+    if stage.method == "dm" and teacher_dir is not None:
+        teacher = Path(teacher_dir) / "model.safetensors"
+        sig["teacher_sha256"] = sha256_of(teacher) if teacher.is_file() else None
     return json.loads(json.dumps(sig))  # as it reads back from progress.json (lists, not tuples)
 
 
-def _save(ckpt: Path, student: ShowoModel, opt, step: int, elapsed: float, signature: dict) -> None:
-    with atomic_dir(ckpt) as tmp:
-        save_model(student, tmp / "model.safetensors")
-        torch.save({"optimizer": opt.state_dict()}, tmp / "state.pt")
-        save_json({"step": step, "elapsed_seconds": elapsed, "signature": signature}, tmp / "progress.json")
+class ConsistencyTraining:
+    """One consistency stage's training state: the student, its optimizer and its batches. The
+    interface every method offers the stage loop (`distill_stage`): `step`, `save`, `student`."""
+
+    def __init__(self, acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path,
+                 init_dir: str | Path, resume: Path | None = None):
+        self.acc, self.dp = acc, dp
+        student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
+        opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
+        if resume is not None:
+            opt.load_state_dict(torch.load(resume / "state.pt", weights_only=True, map_location="cpu")["optimizer"])
+        self.objective, self.opt = acc.prepare(DistillObjective(student, dp), opt)
+        self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
+
+    def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        acc = self.acc
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(step, self.dp)
+        batch = {k: v.to(acc.device) for k, v in self.batches.draw(g).items()}
+        with acc.autocast():
+            losses = self.objective(batch)
+        self.opt.zero_grad(set_to_none=True)
+        acc.backward(losses["total"])
+        acc.clip_grad_norm_(self.objective.parameters(), self.dp.grad_clip)
+        self.opt.step()
+        return losses
+
+    def student(self) -> ShowoModel:
+        return self.acc.unwrap_model(self.objective).student
+
+    def save(self, folder: Path) -> None:
+        save_model(self.student(), folder / "model.safetensors")
+        torch.save({"optimizer": self.opt.state_dict()}, folder / "state.pt")
+
+
+def stage_training(acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir, teacher_dir, resume: Path | None):
+    """The training state of `stage.method`, from its init_dir or from a checkpoint folder."""
+    if stage.method == "dm":
+        from .distribution_matching import DMTraining  # builds on this module (its text losses and batches)
+        return DMTraining(acc, stage, dp, trajectories_dir, stage.init_dir, teacher_dir, resume)
+    return ConsistencyTraining(acc, stage, dp, trajectories_dir, stage.init_dir, resume)
 
 
 def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, out_dir: str | Path,
-                  live=None, max_steps: int | None = None, cpu: bool | None = None, progress: bool = True) -> dict:
-    """Train one curriculum stage's student from `stage.init_dir` into `out_dir` (model.safetensors +
-    history.jsonl; checkpoint/ while running). Resumes a checkpoint with the same signature and
-    starts over otherwise. `max_steps` stops early (to simulate an interruption). Returns the final
-    progress record with the last logged losses of every process."""
+                  live=None, max_steps: int | None = None, cpu: bool | None = None, progress: bool = True,
+                  teacher_dir: str | Path = "data/teacher") -> dict:
+    """Train one stage's student (`stage.method`) from `stage.init_dir` into `out_dir`
+    (model.safetensors + history.jsonl; checkpoint/ while running). Resumes a checkpoint with the
+    same signature and starts over otherwise. `max_steps` stops early (to simulate an interruption).
+    `teacher_dir`: the teacher a dm stage matches. Returns the final progress record with the last
+    logged losses of every process."""
     from accelerate import Accelerator
 
     out = Path(out_dir)
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     acc = Accelerator(cpu=cpu, mixed_precision="bf16" if dp.precision == "bf16" else "no")
-    signature = stage_signature(stage, dp, trajectories_dir, stage.init_dir)
-    ckpt, step, elapsed = out / "checkpoint", 0, 0.0
-    weights, opt_state = Path(stage.init_dir) / "model.safetensors", None
+    signature = stage_signature(stage, dp, trajectories_dir, stage.init_dir, teacher_dir)
+    ckpt, step, elapsed, resume = out / "checkpoint", 0, 0.0, None
     if (ckpt / "progress.json").is_file():
         prog = load_json(ckpt / "progress.json")
         if prog.get("signature") == signature:
-            weights = ckpt / "model.safetensors"
-            opt_state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")["optimizer"]
-            step, elapsed = prog["step"], prog["elapsed_seconds"]
+            resume, step, elapsed = ckpt, prog["step"], prog["elapsed_seconds"]
         elif acc.is_main_process:  # another stage, params or inputs: start over
             shutil.rmtree(ckpt)
             (out / "history.jsonl").unlink(missing_ok=True)
@@ -270,29 +332,16 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
         if step == 0:
             (out / "history.jsonl").unlink(missing_ok=True)
     resumed_from = step
-    student = load_model(weights).train()
-    objective = DistillObjective(student, dp)
-    opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-    objective, opt = acc.prepare(objective, opt)
-    batches = DistillBatches(trajectories_dir, stage, dp, student.config)
-    stop = dp.steps if max_steps is None else min(dp.steps, max_steps)
-    bar = tqdm(total=dp.steps, initial=step, desc=f"distill ({stage.segments} segments)",
-               disable=not (progress and acc.is_main_process))
+    training = stage_training(acc, stage, dp, trajectories_dir, teacher_dir, resume)
+    total = stage_steps(stage, dp)
+    stop = total if max_steps is None else min(total, max_steps)
+    what = "distribution matching" if stage.method == "dm" else f"{stage.segments} segments"
+    bar = tqdm(total=total, initial=step, desc=f"distill ({what})", disable=not (progress and acc.is_main_process))
     t0, log, last = time.time() - elapsed, LossLog(out / "history.jsonl", live, "distill"), {}
     if step and acc.is_main_process:
         log.resume(step)
     while step < stop:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, dp)
-        batch = {k: v.to(acc.device) for k, v in batches.draw(batch_generator(dp.seed, acc.process_index, step)).items()}
-        with acc.autocast():
-            losses = objective(batch)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(losses["total"])
-        acc.clip_grad_norm_(objective.parameters(), dp.grad_clip)
-        opt.step()
+        losses = training.step(step, batch_generator(dp.seed, acc.process_index, step))
         step += 1
         log.add(losses)
         bar.update()
@@ -304,17 +353,21 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
         if step % dp.checkpoint_every == 0 or step == stop:
             acc.wait_for_everyone()
             if acc.is_main_process:
-                _save(ckpt, acc.unwrap_model(objective).student, opt, step, time.time() - t0, signature)
+                with atomic_dir(ckpt) as tmp:
+                    training.save(tmp)
+                    save_json({"step": step, "elapsed_seconds": time.time() - t0, "signature": signature},
+                              tmp / "progress.json")
     bar.close()
     acc.wait_for_everyone()
     prog = load_json(ckpt / "progress.json")
-    student = acc.unwrap_model(objective).student
-    if acc.is_main_process and step >= dp.steps:
+    student = training.student()
+    if acc.is_main_process and step >= total:
         save_model(student, out / "model.safetensors")
     # Every process's weights, summed: equal across processes when DDP kept them in sync.
     checksum = torch.stack([p.detach().double().sum() for p in student.parameters()]).sum().view(1)
     sums = acc.gather(checksum.to(acc.device)).cpu().tolist()
     return {**prog, "resumed_from": resumed_from, "losses": last, "processes": acc.num_processes, "weight_checksums": sums}
+
 
 
 def stage_paths(params, stage_name: str = "", out_dir: str = "", metrics_path: str = "", live_dir: str = "") -> tuple[str, str, str, str]:
@@ -331,20 +384,29 @@ def student_minutes(progress: dict) -> float:
     return round(progress["elapsed_seconds"] / 60, 2)
 
 
+def student_sampler(stage: CurriculumStage | None, dp: DistillParams) -> tuple[list[int], dict]:
+    """The step counts a stage's student is scored at and its sampler's start: a dm student from its
+    noisy initial state, at 1 step too; a consistency student from all-[MASK]."""
+    if stage is not None and stage.method == "dm":
+        return sorted({1, *dp.eval_steps}), {"init_mask_ratio": dp.dm.mask_ratio, "embed_noise": dp.dm.embed_noise}
+    return list(dp.eval_steps), {}
+
+
 def evaluate_student(student: ShowoModel, teacher: ShowoModel, world, dp: DistillParams, ep, block_size: int,
-                     minutes: float, bootstrap: int = 1000) -> dict:
+                     minutes: float, bootstrap: int = 1000, stage: CurriculumStage | None = None) -> dict:
     """metrics/distill/<stage>.json: the student's ShapesEval at `dp.eval_steps` without CFG (the
-    teacher's eval sampler otherwise), its Jacobi MMU accuracy and forward passes per token, and the
-    teacher's Jacobi passes per token on the same questions."""
+    teacher's eval sampler otherwise; `student_sampler` for a dm stage), its Jacobi MMU accuracy and
+    forward passes per token, and the teacher's Jacobi passes per token on the same questions."""
     from .evaluate import mmu_eval, t2i_sweep
     from .teacher import eval_prompts_subset
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
-    sweep = t2i_sweep(student, world, prompts, dp.eval_steps, [0.0], bootstrap=bootstrap, seed=ep.seed,
-                      sample=ep.sample, temperature=ep.temperature, precision=ep.precision)
+    steps, start = student_sampler(stage, dp)
+    sweep = t2i_sweep(student, world, prompts, steps, [0.0], bootstrap=bootstrap, seed=ep.seed,
+                      sample=ep.sample, temperature=ep.temperature, precision=ep.precision, **start)
     s = mmu_eval(student, world, "jacobi", block_size=block_size, precision=ep.precision)
     t = mmu_eval(teacher, world, "jacobi", block_size=block_size, precision=ep.precision)
     keep = ("accuracy", "forwards_per_token", "tokens_per_second")
-    return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in dp.eval_steps},
+    return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in steps},
             "mmu": {k: s[k] for k in keep}, "teacher": {k: t[k] for k in keep}, "train": {"minutes": minutes}}
 
 
@@ -359,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--stage", required=True, help="a name under distill.stages")
     ap.add_argument("--trajectories", default="data/trajectories")
+    ap.add_argument("--teacher", default="data/teacher", help="the teacher a method: dm stage matches")
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--report", help="write the final progress record (losses per process) here as JSON")
@@ -367,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage not in params.distill.stages:
         raise SystemExit(f"--stage {args.stage!r}: not in distill.stages ({', '.join(params.distill.stages)})")
     res = distill_stage(params.distill.stages[args.stage], params.distill, args.trajectories, args.out,
-                        max_steps=args.max_steps, progress=False)
+                        max_steps=args.max_steps, progress=False, teacher_dir=args.teacher)
     if args.report and int(os.environ.get("RANK", "0")) == 0:
         save_json(res, args.report)
     if not all(math.isfinite(v) for p in res["losses"].values() for v in p.values()):

@@ -229,11 +229,24 @@ class ShowoModel(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(self.hidden(ids, mask, position_ids))
 
-    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, N, codebook] logits over image codes only at the image positions of T2I sequences."""
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None, embed_noise: float = 0.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B, N, codebook] logits over image codes only at the image positions of T2I sequences.
+        `embed_noise` s > 0 mixes Gaussian noise into the image positions' input embeddings,
+        variance-preserving as Di[M]O does (s * noise + sqrt(1 - s^2) * embedding), the noise scaled
+        to the embedding table's standard deviation so that s means the same at any model size."""
         cfg = self.config
         mask = omni_attention_mask(ids, cfg) if mask is None else mask
-        h = self.hidden(ids, mask)[:, image_slice(cfg)]
+        if embed_noise:
+            emb = self.showo.model.embed_tokens(ids)
+            img = image_slice(cfg)
+            scale = self.showo.model.embed_tokens.weight.detach().float().std()
+            noise = torch.randn(emb[:, img].shape, generator=generator).to(emb) * scale.to(emb)
+            emb = torch.cat([emb[:, :img.start], embed_noise * noise + math.sqrt(1 - embed_noise ** 2) * emb[:, img],
+                             emb[:, img.stop:]], 1)
+            h = self.showo.model(inputs_embeds=emb, attention_mask=mask).last_hidden_state[:, img]
+        else:
+            h = self.hidden(ids, mask)[:, image_slice(cfg)]
         w, b = self.showo.lm_head.weight, self.showo.lm_head.bias
         lo, hi = cfg.layout.code_offset, cfg.layout.code_offset + cfg.codebook_size
         return F.linear(h, w[lo:hi], b[lo:hi])

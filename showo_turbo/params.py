@@ -153,17 +153,43 @@ class TrajectoryParams:
         return []
 
 
+DISTILL_METHODS = ("consistency", "dm")
+
+
 @dataclass(frozen=True)
 class CurriculumStage:
-    """One stage of the curriculum: its segment count and the student it starts from."""
+    """One distillation stage: its method, segment count and the student it starts from."""
 
-    segments: int = _p(4, min=1, doc="segments the T2I (and text) trajectories are cut into")
+    method: str = _p("consistency", choices=DISTILL_METHODS,
+                     doc="consistency (Show-o Turbo's segmented consistency distillation) | dm (noise-input "
+                         "distribution matching for images, distill.dm; text keeps the consistency losses)")
+    segments: int = _p(4, min=1, doc="segments the T2I (consistency only) and text trajectories are cut into")
     init_dir: str = _p("data/teacher", doc="data/teacher, or data/students/<an earlier stage>")
 
 
 def _default_stages() -> dict:
-    return {"seg4": CurriculumStage(4, "data/teacher"), "seg2": CurriculumStage(2, "data/students/seg4"),
-            "seg1": CurriculumStage(1, "data/students/seg2")}
+    return {"seg4": CurriculumStage("consistency", 4, "data/teacher"),
+            "seg2": CurriculumStage("consistency", 2, "data/students/seg4"),
+            "seg1": CurriculumStage("consistency", 1, "data/students/seg2"),
+            "dm": CurriculumStage("dm", 1, "data/teacher")}
+
+
+@dataclass(frozen=True)
+class DistributionMatchingParams:
+    """`method: dm` stages (distribution_matching.py): a one-pass generator from a noisy start,
+    trained on its own samples against the teacher with CFG through an auxiliary model (Di[M]O)."""
+
+    steps: int = _p(600, min=1, doc="generator updates per dm stage (the budget)")
+    batch_t2i: int = _p(32, min=1, doc="generator samples per step and process")
+    lr: float = _p(1e-4, min=0.0, doc="generator (student) Adam lr")
+    aux_lr: float = _p(3e-4, min=0.0, doc="auxiliary model Adam lr")
+    aux_updates: int = _p(2, min=1, doc="auxiliary updates per generator update (its tracking of the generator)")
+    mask_ratio: float = _p(0.6, min=0.0, max=1.0, doc="fraction of [MASK] in the generator's initial state (rest random codes)")
+    embed_noise: float = _p(0.0, min=0.0, max=1.0, doc="Gaussian noise mixed into the initial state's embeddings")
+    teacher_cfg_scale: float = _p(2.0, min=0.0, doc="guidance of the teacher's target distributions")
+    jeffreys_beta: float = _p(0.0, min=0.0, max=1.0, doc="0 = forward KL gradient, 1 = reverse KL, between = a Jeffreys mix")
+    label_smoothing: float = _p(0.1, min=0.0, max=0.5, doc="of the auxiliary model's cross-entropy")
+    ema_decay: float = _p(0.0, min=0.0, max=1.0, doc="EMA of the generator's weights, saved as the student (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -171,7 +197,7 @@ class DistillParams:
     """Segmented consistency distillation: one DVC stage `distill@<name>` per curriculum stage."""
 
     stages: dict[str, CurriculumStage] = field(default_factory=_default_stages)
-    steps: int = _p(300, min=1, doc="optimizer steps per curriculum stage (the distillation budget)")
+    steps: int = _p(300, min=1, doc="optimizer steps per consistency stage (the distillation budget)")
     batch_t2i: int = _p(32, min=1, doc="T2I trajectory states per step and process")
     batch_mmu: int = _p(16, min=1, doc="Jacobi states per step and process")
     lr: float = _p(1e-4, min=0.0)
@@ -187,6 +213,7 @@ class DistillParams:
     checkpoint_every: int = _p(50, min=1)
     log_every: int = _p(10, min=1)
     eval_steps: tuple[int, ...] = _p((2, 4), min=1, doc="student T2I step counts scored after each stage (no CFG)")
+    dm: DistributionMatchingParams = field(default_factory=DistributionMatchingParams)
 
     def check(self) -> list[tuple[str, str]]:
         seen = ["data/teacher"]
@@ -196,6 +223,18 @@ class DistillParams:
                                                      f"stage's student), got {st.init_dir!r}")]
             seen.append(f"data/students/{name}")
         return []
+
+
+@dataclass(frozen=True)
+class DMArmParams:
+    """The `turbo_dm` arm: a `method: dm` student with its own sampler settings."""
+
+    student: str = _p("dm", doc="a distill.stages entry with method dm")
+    mask_ratio: float = _p(0.6, min=0.0, max=1.0, doc="[MASK] fraction of its initial state (as trained)")
+    embed_noise: float = _p(0.0, min=0.0, max=1.0, doc="noise on its initial state's embeddings (as trained)")
+    top_k: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 4: 0, 8: 0, 16: 0},
+                                  metadata={"min": 0, "doc": "sampler top-k per step count (0 = off)"})
+    temperature: float = _p(4.5, min=0.0, doc="its Gumbel re-masking temperature (steps after the first)")
 
 
 @dataclass(frozen=True)
@@ -219,11 +258,13 @@ class EvaluateParams:
     timing_repeats: int = _p(5, min=1, doc="rounds timing one batch per arm and step count, arms interleaved, after a warm-up (median)")
     bootstrap: int = _p(1000, min=0)
     seed: int = _p(0, min=0)
+    turbo_dm: DMArmParams = field(default_factory=DMArmParams)
 
     def check(self) -> list[tuple[str, str]]:
-        missing = [t for t in self.steps if t not in self.student_top_k]
-        if missing:
-            return [("student_top_k", f"needs an entry for every step count in steps; missing {missing}")]
+        for key, top_k in (("student_top_k", self.student_top_k), ("turbo_dm.top_k", self.turbo_dm.top_k)):
+            missing = [t for t in self.steps if t not in top_k]
+            if missing:
+                return [(key, f"needs an entry for every step count in steps; missing {missing}")]
         return []
 
 
@@ -240,9 +281,15 @@ class Params:
             if st.segments > self.trajectories.steps:
                 return [(f"distill.stages.{name}.segments",
                          f"{st.segments} segments do not fit trajectories.steps ({self.trajectories.steps})")]
-        if self.evaluate.student not in self.distill.stages:
-            return [("evaluate.student", f"must be one of the distill.stages ({', '.join(self.distill.stages)}), "
-                                         f"got {self.evaluate.student!r}")]
+        stages = self.distill.stages
+        consistency = [n for n, st in stages.items() if st.method == "consistency"]
+        dm = [n for n, st in stages.items() if st.method == "dm"]
+        if self.evaluate.student not in consistency:
+            return [("evaluate.student", f"must be one of the distill.stages with method consistency "
+                                         f"({', '.join(consistency) or 'none'}), got {self.evaluate.student!r}")]
+        if self.evaluate.turbo_dm.student not in dm:
+            return [("evaluate.turbo_dm.student", f"must be one of the distill.stages with method dm "
+                                                  f"({', '.join(dm) or 'none'}), got {self.evaluate.turbo_dm.student!r}")]
         return []
 
 

@@ -40,6 +40,18 @@ def tokens_to_remask(step: int, steps: int, num_tokens: int, unknown: torch.Tens
     return torch.maximum(n, torch.full_like(unknown, min_remask)).clamp(max=unknown).clamp(min=0)
 
 
+def noisy_initial_state(batch: int, num_tokens: int, codebook_size: int, mask_ratio: float,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, N] codes of a noise-input student's start (Di[M]O): round(N * mask_ratio) random positions
+    masked (-1), every other position a uniformly random code. mask_ratio 1 is MaskGIT's all-[MASK]."""
+    if not 0.0 <= mask_ratio <= 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
+    n_mask = round(num_tokens * mask_ratio)
+    rank = torch.rand(batch, num_tokens, generator=generator).argsort(-1).argsort(-1)
+    codes = torch.randint(0, codebook_size, (batch, num_tokens), generator=generator)
+    return torch.where(rank < n_mask, -1, codes)
+
+
 def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
     if not k or k >= logits.shape[-1]:
         return logits
@@ -73,10 +85,10 @@ class T2IResult:
 
 @torch.no_grad()
 def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor,
-                  cfg_scale: float) -> torch.Tensor:
+                  cfg_scale: float, embed_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """[B, N, codebook] logits at the image positions; with CFG, `(1+s) cond - s uncond`, the
     unconditional (empty-caption) rows computed in the same doubled batch. s = 0 is the plain
-    conditional pass."""
+    conditional pass. `embed_noise` as in `ShowoModel.image_logits`."""
     cfg = model.config
     ids = t2i_sequences(captions, caption_len, image_ids, cfg)
     if cfg_scale != 0:
@@ -84,7 +96,7 @@ def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.
         ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
     ids = ids.to(model.device)
     # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
-    logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float().cpu()
+    logits = model.image_logits(ids, omni_attention_mask(ids, cfg), embed_noise, generator).float().cpu()
     if cfg_scale == 0:
         return logits
     cond, uncond = logits.chunk(2)
@@ -95,7 +107,8 @@ def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.
 def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, steps: int = 16,
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
                  anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
-                 return_trajectory: bool = False, trajectory_top_k: int = 16) -> T2IResult:
+                 return_trajectory: bool = False, trajectory_top_k: int = 16, init_mask_ratio: float | None = None,
+                 embed_noise: float = 0.0) -> T2IResult:
     """MaskGIT sampling as in Show-o's `t2i_generate`.
 
     Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
@@ -104,6 +117,11 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     (1 - (k+1)/T), compounded every step (`anneal="showo"`) or not (`"maskgit"`); (4) re-mask the
     lowest-confidence positions, as many as `tokens_to_remask` says. Returns the last samples (so a
     position re-masked at the final step is still filled, as in Show-o).
+
+    `init_mask_ratio` starts from a noise-input student's state instead of all-[MASK]
+    (`noisy_initial_state`: that fraction masked, random codes elsewhere; `embed_noise` on its
+    embeddings): the first pass predicts every position, random ones included, and from there on
+    the steps are the usual ones. The trajectory's states[0] is that noisy state.
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
@@ -114,14 +132,17 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     cfg = model.config
     lay, N, B = cfg.layout, cfg.num_image_tokens, captions.shape[0]
     codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
-    states, probs_k, idx_k = [codes.clone()], [], []
+    start = codes if init_mask_ratio is None else noisy_initial_state(B, N, cfg.codebook_size, init_mask_ratio, generator)
+    states, probs_k, idx_k = [start.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     temp = temperature
     forwards = 0
     for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
-        image_ids = torch.where(codes < 0, lay.mask_id, codes + lay.code_offset)
-        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale)
+        first = k == 0 and init_mask_ratio is not None  # the noisy start: every position is still to predict
+        state = start if first else codes
+        image_ids = torch.where(state < 0, lay.mask_id, state + lay.code_offset)
+        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale, embed_noise if first else 0.0, generator)
         forwards += 1
         logits = top_k_filter(logits, top_k)
         probs = logits.softmax(-1)

@@ -234,12 +234,17 @@ def load_store(root: str | Path, kind: str) -> dict[str, torch.Tensor]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
-def decode_states(world, codes: torch.Tensor, commit_step: torch.Tensor, steps: int, mask_rgb=(96, 96, 96)):
-    """[T+1, H, W, 3] uint8: the image before each step and the final one, masked patches in grey."""
+def decode_states(world, codes: torch.Tensor, commit_step: torch.Tensor, steps: int, mask_rgb=(96, 96, 96),
+                  start: torch.Tensor | None = None):
+    """[T+1, H, W, 3] uint8: the image before each step and the final one, masked patches in grey.
+    `start` [N] (-1 = masked) replaces the state before the first step (a noise-input student's start)."""
     import numpy as np
     gh, gw = world.vq.grid_shape
     p = world.spec.patch_size
-    states = torch.stack([state_at(codes.long(), commit_step.long(), k) for k in range(steps + 1)]).view(-1, gh, gw)
+    states = torch.stack([state_at(codes.long(), commit_step.long(), k) for k in range(steps + 1)])
+    if start is not None:
+        states[0] = start.long()
+    states = states.view(-1, gh, gw)
     images = world.vq.decode(states.clamp(min=0).numpy())
     masked = np.kron((states < 0).numpy(), np.ones((p, p), bool))
     images[masked] = mask_rgb

@@ -62,10 +62,11 @@ def chosen_confidence(codes: torch.Tensor, commit: torch.Tensor, top_probs: torc
 
 
 def t2i_trace(world, label: str, caption: str, codes: torch.Tensor, commit: torch.Tensor, top_probs: torch.Tensor,
-              top_index: torch.Tensor, prompt: Prompt | None = None) -> T2ITrace:
+              top_index: torch.Tensor, prompt: Prompt | None = None, start: torch.Tensor | None = None) -> T2ITrace:
+    """`start`: a noise-input student's initial state, shown as the frame before the first step."""
     steps = top_probs.shape[0]
     gh, gw = world.vq.grid_shape
-    frames = decode_states(world, codes, commit, steps, mask_rgb=MASK_RGB)
+    frames = decode_states(world, codes, commit, steps, mask_rgb=MASK_RGB, start=start)
     conf = chosen_confidence(codes, commit, top_probs, top_index).view(gh, gw).numpy()
     verdict = ShapesEval(world.spec).check(frames[-1], prompt) if prompt is not None else None
     return T2ITrace(label, caption, frames, commit.view(gh, gw).numpy().astype(int), conf, verdict)
@@ -93,16 +94,20 @@ def stored_t2i_trace(world, store: dict[str, torch.Tensor], row: int, label: str
 @torch.no_grad()
 def sampled_t2i_trace(model: ShowoModel, world, caption: str, steps: int, label: str, cfg_scale: float = 0.0,
                       sample: str = "multinomial", temperature: float = 4.5, top_k: int | None = None, seed: int = 0,
-                      precision: str = "fp32", prompt: Prompt | None = None) -> T2ITrace:
-    """A live MaskGIT trajectory of `model` for one caption."""
+                      precision: str = "fp32", prompt: Prompt | None = None, init_mask_ratio: float | None = None,
+                      embed_noise: float = 0.0) -> T2ITrace:
+    """A live MaskGIT trajectory of `model` for one caption (from a noisy start with `init_mask_ratio`,
+    which is then its first frame)."""
     caps, lens = encode_captions(world, [caption])
     with autocast(precision, model.device):
         r = t2i_generate(model, caps, lens, steps=steps, cfg_scale=cfg_scale, sample=sample, temperature=temperature,
                          top_k=top_k, generator=torch.Generator().manual_seed(seed), return_trajectory=True,
-                         trajectory_top_k=world.vq.codebook_size)
+                         trajectory_top_k=world.vq.codebook_size, init_mask_ratio=init_mask_ratio, embed_noise=embed_noise)
     tr = r.trajectory
+    start = tr.states[0, 0] if init_mask_ratio is not None else None
     # min_remask=1 may re-mask at the last step; such positions keep their last sample, committed then.
-    return t2i_trace(world, label, caption, r.codes[0], tr.commit_step[0], tr.top_probs[:, 0], tr.top_indices[:, 0], prompt)
+    return t2i_trace(world, label, caption, r.codes[0], tr.commit_step[0], tr.top_probs[:, 0], tr.top_indices[:, 0], prompt,
+                     start)
 
 
 def masked_after(grid: np.ndarray, commit: np.ndarray, step: int) -> np.ndarray:
@@ -409,9 +414,11 @@ def export_html(t2i_traces: Sequence[T2ITrace], jacobi_traces: Sequence[JacobiTr
 
 
 def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel, student_steps: int, rows: int,
+                     dm_student: ShowoModel | None = None, dm_sampler: dict | None = None,
                      **sampler) -> tuple[list[str], Callable[[str], list[T2ITrace]]]:
     """The first `rows` stored teacher trajectories; for each caption, the teacher's stored trace and
-    a live student trace with `student_steps` steps (no CFG; `sampler` as for `sampled_t2i_trace`)."""
+    a live student trace with `student_steps` steps (no CFG; `sampler` as for `sampled_t2i_trace`),
+    and with `dm_student` a live trace of it too (`sampler` updated by `dm_sampler`: its noisy start)."""
     prompts = prompt_lookup(world)
     captions = [stored_caption(world, store, r) for r in range(rows)]
     row_of = {c: r for r, c in enumerate(captions)}
@@ -420,7 +427,11 @@ def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel,
         teacher = stored_t2i_trace(world, store, row_of[caption], f"teacher ({store['probs'].shape[1]} steps, CFG)", prompts)
         live = sampled_t2i_trace(student, world, caption, student_steps, f"student ({student_steps} steps, no CFG)",
                                  prompt=prompts.get(caption), **sampler)
-        return [teacher, live]
+        if dm_student is None:
+            return [teacher, live]
+        dm = sampled_t2i_trace(dm_student, world, caption, student_steps, f"dm student ({student_steps} steps, noisy start)",
+                               prompt=prompts.get(caption), **{**sampler, **(dm_sampler or {})})
+        return [teacher, live, dm]
     return captions, traces_for
 
 

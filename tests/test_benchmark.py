@@ -18,11 +18,11 @@ from showo_turbo.teacher import eval_prompts_subset, model_config_for
 def models(micro_world):
     torch.manual_seed(0)
     teacher = ShowoModel(model_config_for(micro_world, "micro")).eval()
-    student = copy.deepcopy(teacher)
-    with torch.no_grad():  # a different model, as a distilled student would be
-        for p in student.parameters():
+    student, dm_student = copy.deepcopy(teacher), copy.deepcopy(teacher)
+    with torch.no_grad():  # different models, as distilled students would be
+        for p in [*student.parameters(), *dm_student.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
-    return teacher, student
+    return teacher, student, dm_student
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def ep(micro_params):
 
 @pytest.fixture(scope="module")
 def metrics(models, micro_world, ep):
-    return evaluate_arms(*models, micro_world, ep, progress=False)
+    teacher, student, dm_student = models
+    return evaluate_arms(teacher, student, micro_world, ep, progress=False, dm_student=dm_student)
 
 
 def test_every_stable_key_is_there(metrics, ep):
@@ -51,7 +52,7 @@ def test_every_stable_key_is_there(metrics, ep):
 
 
 def test_scores_repeat_exactly(models, micro_world, ep, metrics):
-    again = evaluate_arms(*models, micro_world, ep, progress=False)
+    again = evaluate_arms(*models[:2], micro_world, ep, progress=False, dm_student=models[2])
     for arm in T2I_ARMS:
         for key, row in metrics["t2i"][arm].items():
             assert {k: v for k, v in row.items() if k != "seconds_per_image"} == \
@@ -60,15 +61,32 @@ def test_scores_repeat_exactly(models, micro_world, ep, metrics):
         for k in ("accuracy", "forwards_per_token"):
             assert metrics["mmu"][arm][k] == again["mmu"][arm][k]
     # Scores of an untrained model are mostly 0, so compare the images themselves too.
-    arm = t2i_arms(*models, ep)[0]
     prompts = eval_prompts_subset(micro_world, 1)
-    assert (arm_images(arm, micro_world, prompts, 2, ep) == arm_images(arm, micro_world, prompts, 2, ep)).all()
+    for arm in (t2i_arms(*models[:2], ep, models[2])[i] for i in (0, 3)):  # teacher_cfg, turbo_dm
+        assert (arm_images(arm, micro_world, prompts, 2, ep) == arm_images(arm, micro_world, prompts, 2, ep)).all()
+
+
+def test_without_a_dm_student_its_arms_are_left_out(models, micro_world, ep):
+    m = evaluate_arms(*models[:2], micro_world, replace(ep, steps=(1,), student_top_k={1: 0}), progress=False)
+    assert set(m["t2i"]) == set(T2I_ARMS) - {"turbo_dm"} and set(m["mmu"]) == set(MMU_ARMS) - {"turbo_dm_jacobi"}
+    assert "turbo_dm_steps_1" not in m["summary"] and "turbo_dm_forwards_ratio" not in m["summary"]["mmu"]
+
+
+def test_turbo_dm_arm_samples_from_its_noisy_start(models, micro_world, ep):
+    """The same model as turbo and as turbo_dm: only the sampler's start differs, and so do the images."""
+    teacher = models[0]
+    arms = {a.name: a for a in t2i_arms(teacher, teacher, ep, teacher)}
+    assert arms["turbo_dm"].sampler(4) == {"top_k": None, "temperature": ep.turbo_dm.temperature,
+                                           "init_mask_ratio": ep.turbo_dm.mask_ratio, "embed_noise": ep.turbo_dm.embed_noise}
+    prompts = eval_prompts_subset(micro_world, 1)
+    assert not (arm_images(arms["turbo_dm"], micro_world, prompts, 1, ep) ==
+                arm_images(arms["turbo"], micro_world, prompts, 1, ep)).all()
 
 
 def test_turbo_arm_is_the_nocfg_sampler_on_the_student(models, micro_world, ep):
     """With the teacher in the student's place and top-k off, `turbo` must draw exactly the images of
     `teacher_nocfg` (same seeds, same sampler); top-k changes them."""
-    teacher, _ = models
+    teacher = models[0]
     arms = {a.name: a for a in t2i_arms(teacher, teacher, ep)}
     prompts = eval_prompts_subset(micro_world, 1)
     same = arm_images(arms["turbo"], micro_world, prompts, 4, ep)
@@ -93,11 +111,17 @@ def test_tables_and_plot_files(metrics, ep, tmp_path):
     s = metrics["summary"]
     ref = metrics["t2i"]["teacher_cfg"]["steps_4"]
     assert s["teacher_cfg_reference"] == {"steps": 4, "score": ref["score"]}
-    assert s["turbo_steps_2"]["speedup_vs_reference"] == pytest.approx(
-        ref["seconds_per_image"] / metrics["t2i"]["turbo"]["steps_2"]["seconds_per_image"])
+    for arm in ("turbo", "turbo_dm"):
+        row = metrics["t2i"][arm]["steps_2"]
+        assert s[f"{arm}_steps_2"]["speedup_vs_reference"] == pytest.approx(ref["seconds_per_image"] / row["seconds_per_image"])
+        if ref["score"]:
+            assert s[f"{arm}_steps_2"]["score_ratio_to_reference"] == pytest.approx(row["score"] / ref["score"])
+    assert set(s["mmu"]) == {"turbo_forwards_ratio", "turbo_accuracy_minus_teacher_ar", "turbo_dm_forwards_ratio",
+                             "turbo_dm_accuracy_minus_teacher_ar"}
 
 
 def test_sample_grid_rows(models, micro_world, ep):
-    images, captions = sample_images(*models, micro_world, ep)
-    assert len(images) == len(captions) == len(ep.steps) * 2 * len(CATEGORIES)
+    images, captions = sample_images(*models[:2], micro_world, ep, dm_student=models[2])
+    assert len(images) == len(captions) == len(ep.steps) * 3 * len(CATEGORIES)
     assert captions[0].startswith("teacher_cfg 1:") and captions[len(CATEGORIES)].startswith("turbo 1:")
+    assert captions[2 * len(CATEGORIES)].startswith("turbo_dm 1:")

@@ -103,7 +103,7 @@ def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro
         for p in student.parameters():
             p.add_(0.02 * torch.randn_like(p))
     dp = replace(micro_params.distill, batch_mmu=32)  # enough rows that some pairs differ
-    batches = DistillBatches(workdir / "data" / "trajectories", CurriculumStage(2, "data/teacher"), dp, student.config)
+    batches = DistillBatches(workdir / "data" / "trajectories", CurriculumStage(method="consistency", segments=2, init_dir="data/teacher"), dp, student.config)
     batch = batches.draw(torch.Generator().manual_seed(3))
     with torch.no_grad():
         got = DistillObjective(student, dp)(batch)
@@ -135,7 +135,7 @@ def _teacher_weights(workdir):
 
 def test_stage_resumes_after_an_interruption(workdir, micro_params, monkeypatch):
     monkeypatch.chdir(workdir)
-    dp, stage = micro_params.distill, CurriculumStage(2, "data/teacher")
+    dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
     full = distill_stage(stage, dp, "data/trajectories", workdir / "full", cpu=True, progress=False)
     assert full["step"] == dp.steps and (workdir / "full" / "model.safetensors").is_file()
     part = distill_stage(stage, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=3)
@@ -181,7 +181,8 @@ def test_budget_script_runs_a_chain_and_scores_every_stage(workdir, micro_world)
     """scripts/distill_budget.py (the out-of-pipeline budget study): a two-stage chain over the
     pipeline's trajectory store (reused, not collected again), a summary per stage, students trained."""
     root = Path(__file__).resolve().parents[1]
-    chain = "{a: {segments: 2, init_dir: data/teacher}, b: {segments: 1, init_dir: data/students/a}}"
+    chain = ("{a: {method: consistency, segments: 2, init_dir: data/teacher}, "
+             "b: {method: consistency, segments: 1, init_dir: data/students/a}}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     args = [sys.executable, str(root / "scripts" / "distill_budget.py"), str(workdir / "budget"),
             "--params", str(root / "params" / "micro.yaml"), "--world", str(micro_world.root),

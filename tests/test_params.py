@@ -38,16 +38,36 @@ def test_shipped_params_and_micro_preset_load_with_the_same_keys():
 
 def test_curriculum_errors_name_the_stage():
     data = base()
-    data["distill"]["stages"] = {"a": {"segments": 2, "init_dir": "data/teacher"},
-                                 "b": {"segments": 1, "init_dir": "data/students/c"}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2, "init_dir": "data/teacher"},
+                                 "b": {"method": "consistency", "segments": 1, "init_dir": "data/students/c"}}
     assert error_of(data) == ("params.yaml: distill.stages.b.init_dir: must be one of data/teacher, data/students/a "
                               "(the teacher or an earlier stage's student), got 'data/students/c'")
-    data["distill"]["stages"] = {"a": {"segments": 99, "init_dir": "data/teacher"}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 99, "init_dir": "data/teacher"}}
     assert error_of(data) == "params.yaml: distill.stages.a.segments: 99 segments do not fit trajectories.steps (16)"
-    data["distill"]["stages"] = {"a b": {"segments": 2, "init_dir": "data/teacher"}}
+    data["distill"]["stages"] = {"a b": {"method": "consistency", "segments": 2, "init_dir": "data/teacher"}}
     assert "entry name 'a b'" in error_of(data)
-    data["distill"]["stages"] = {"a": {"segments": 2}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2}}
     assert error_of(data) == "params.yaml: distill.stages.a.init_dir: missing (every key must be given so that DVC tracks it)"
+
+
+def test_stage_methods_and_the_arms_that_name_them():
+    data = base()
+    data["distill"]["stages"]["dm"]["method"] = "dmd"
+    assert error_of(data) == "params.yaml: distill.stages.dm.method: unknown value 'dmd'; allowed: consistency, dm"
+    data = base()
+    data["evaluate"]["student"] = "dm"
+    assert error_of(data) == ("params.yaml: evaluate.student: must be one of the distill.stages with method consistency "
+                              "(seg4, seg2, seg1), got 'dm'")
+    data = base()
+    data["evaluate"]["turbo_dm"]["student"] = "seg1"
+    assert error_of(data) == ("params.yaml: evaluate.turbo_dm.student: must be one of the distill.stages with method dm "
+                              "(dm), got 'seg1'")
+    data = base()
+    data["distill"]["dm"]["mask_ratio"] = 1.5
+    assert error_of(data) == "params.yaml: distill.dm.mask_ratio: must be <= 1.0, got 1.5"
+    data = base()
+    data["evaluate"]["turbo_dm"]["top_k"] = {1: 0}
+    assert error_of(data).startswith("params.yaml: evaluate.turbo_dm.top_k: needs an entry for every step count")
 
 
 def test_round_trip():
@@ -76,7 +96,7 @@ def test_round_trip():
     (lambda d: d["teacher"]["eval"]["steps"].__setitem__(0, 0), "teacher.eval.steps[0]: must be >= 1, got 0"),
     (lambda d: d["teacher"]["train"].pop("lr"), "teacher.train.lr: missing"),
     (lambda d: d["teacher"]["eval"].update(precision="fp16"), "teacher.eval.precision: unknown value 'fp16'; allowed: bf16, fp32"),
-    (lambda d: d["evaluate"].update(student="seg9"), "evaluate.student: must be one of the distill.stages (seg4, seg2, seg1)"),
+    (lambda d: d["evaluate"].update(student="seg9"), "evaluate.student: must be one of the distill.stages with method consistency (seg4, seg2, seg1)"),
     (lambda d: d["evaluate"]["student_top_k"].pop(8), "evaluate.student_top_k: needs an entry for every step count"),
     (lambda d: d["evaluate"]["student_top_k"].update({2: -1}), "evaluate.student_top_k.2: must be >= 0, got -1"),
     (lambda d: d["evaluate"]["student_top_k"].update({"two": 3}), "evaluate.student_top_k (a key): expected an integer, got 'two'"),

@@ -86,13 +86,16 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
     import torch
 
     from showo_turbo.model import load_model
-    stages = list(load_params(micro_repo / "params.yaml").distill.stages)
-    assert len(stages) >= 2
+    all_stages = load_params(micro_repo / "params.yaml").distill.stages
+    stages = [name for name, st in all_stages.items() if st.method == "consistency"]
+    dm = [name for name, st in all_stages.items() if st.method == "dm"]
+    assert len(stages) >= 2 and dm
     weights = []
-    for name in stages:
+    for name in stages + dm:
         m = json.loads((micro_repo / "metrics" / "distill" / f"{name}.json").read_text())
-        for key in ("t2i.steps_2.score", "t2i.steps_4.score", "mmu.accuracy", "mmu.forwards_per_token",
-                    "teacher.forwards_per_token", "train.minutes"):
+        keys = ("t2i.steps_2.score", "t2i.steps_4.score", "mmu.accuracy", "mmu.forwards_per_token",
+                "teacher.forwards_per_token", "train.minutes") + (("t2i.steps_1.score",) if name in dm else ())
+        for key in keys:
             section, *rest = key.split(".")
             value = m[section]
             for part in rest:
@@ -101,8 +104,10 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
         assert (micro_repo / "reports" / f"03_distill_{name}.ipynb").is_file()
         weights.append(load_model(micro_repo / "data" / "students" / name / "model.safetensors").state_dict())
     teacher = load_model(micro_repo / "data" / "teacher" / "model.safetensors").state_dict()
-    for before, after in zip([teacher, *weights], weights):  # each stage trained on from the previous one
+    for before, after in zip([teacher, *weights], weights[:len(stages)]):  # each stage trained on from the previous one
         assert any(not torch.equal(before[k], after[k]) for k in after)
+    assert (micro_repo / "data" / "students" / dm[0] / "checkpoint" / "aux.safetensors").is_file()
+    assert any(not torch.equal(teacher[k], weights[-1][k]) for k in teacher)  # the dm student trained too
 
 
 def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):

@@ -1,0 +1,241 @@
+"""Noise-input distribution matching: a few-step image student beside the paper's consistency
+curriculum (Di[M]O, Zhu et al., ICCV 2025, arXiv 2503.15457; DESIGN.md 1.2).
+
+From an all-[MASK] state a one-pass student has nothing to choose a layout with: its product of
+per-position distributions can only hedge across layouts. Here the student (the generator) starts
+from a noisy state, a fixed fraction `mask_ratio` of [MASK] and random codes elsewhere, so the
+random codes can act as its latent. It is trained on its own samples. One generator update:
+
+1. noisy start (`sampling.noisy_initial_state`), one generator pass: logits at every position;
+2. sample x from those logits (no gradient flows through the sample);
+3. re-mask x at a random ratio (Di[M]O's arccos schedule): x_t;
+4. the frozen teacher with CFG and the auxiliary model predict at x_t: p_teacher, p_aux;
+5. the generator's logits get the gradient g = p_aux - p_teacher (forward KL; `jeffreys_beta` mixes
+   in reverse KL) at the positions masked in x_t and none elsewhere, through the surrogate
+   0.5 ||logits - sg(logits - g)||^2 (summed over positions and codes, averaged over samples);
+6. text: the consistency stages' Jacobi consistency + AR + LM losses from the trajectory store, in
+   the same forward, so the result is one student for images and text.
+
+Then `aux_updates` auxiliary updates: fresh generator samples, re-masked, cross-entropy with label
+smoothing at the masked positions. The auxiliary model (a copy of the teacher at the start) thus
+tracks what the generator draws, and p_aux - p_teacher says where the generator's distribution
+differs from the teacher's. At inference the student samples from the same noisy start at 1 step,
+or continues with Show-o's cosine re-masking for more (`t2i_generate(init_mask_ratio=...)`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distill import DistillBatches, total_loss, text_losses, warmup_lr
+from .model import ShowoModel, lm_loss, load_model, save_model, t2i_sequences
+from .params import CurriculumStage, DistillParams
+from .sampling import guided_logits, noisy_initial_state
+
+TEXT_KEYS = ("mmu_ids", "mmu_allowed", "mmu_position_ids", "pos_i", "pos_e", "loss_mask", "ar_target")
+
+# --------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def arccos_schedule(u: torch.Tensor) -> torch.Tensor:
+    """Masked fraction for u ~ U(0, 1): arccos(u) / (pi/2), Di[M]O's re-masking schedule (more
+    weight on high mask ratios than a uniform one)."""
+    return torch.arccos(u) / (math.pi / 2)
+
+
+def remask(codes: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-mask each row of `codes` [B, N] at its own random ratio: round(N * arccos_schedule(u))
+    positions (at least 1) become -1. Returns (state, masked)."""
+    B, N = codes.shape
+    n_mask = (N * arccos_schedule(torch.rand(B, generator=generator))).round().clamp(min=1)
+    rank = torch.rand(B, N, generator=generator).argsort(-1).argsort(-1)
+    masked = rank < n_mask.view(B, 1)
+    return torch.where(masked, -1, codes), masked
+
+
+def sample_codes(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One code per position from softmax(logits) [B, N, C] (on the CPU, seeded)."""
+    probs = logits.detach().float().cpu().softmax(-1)
+    return torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+
+
+def matching_gradient(p_aux: torch.Tensor, p_teacher: torch.Tensor, masked: torch.Tensor,
+                      jeffreys_beta: float = 0.0) -> torch.Tensor:
+    """[B, N, C] gradient for the generator's logits: p_aux - p_teacher (the gradient of the forward
+    KL(p_teacher || p_aux) in p_aux's logits); with beta > 0 mixed with the reverse KL's gradient
+    p_aux (log p_aux - log p_teacher - KL(p_aux || p_teacher)). Zero where `masked` is False."""
+    grad = p_aux - p_teacher
+    if jeffreys_beta > 0:
+        log_a, log_t = p_aux.clamp(min=1e-20).log(), p_teacher.clamp(min=1e-20).log()
+        rkl = (p_aux * (log_a - log_t)).sum(-1, keepdim=True)
+        grad = (1 - jeffreys_beta) * grad + jeffreys_beta * p_aux * (log_a - log_t - rkl)
+    return torch.where(masked.unsqueeze(-1), grad, torch.zeros_like(grad))
+
+
+def surrogate_loss(logits: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """0.5 ||logits - sg(logits - grad)||^2 / B: its gradient in `logits` is exactly grad / B."""
+    logits = logits.float()
+    return 0.5 * (logits - (logits - grad).detach()).pow(2).sum() / logits.shape[0]
+
+
+def code_ids(state: torch.Tensor, cfg) -> torch.Tensor:
+    """Codes with -1 = masked -> vocabulary ids."""
+    return torch.where(state < 0, cfg.layout.mask_id, state + cfg.layout.code_offset)
+
+
+# --------------------------------------------------------------------------------------------
+# The two objectives.
+
+
+class DMObjective(nn.Module):
+    """The generator's losses (steps 1-6 above). Only the student is a registered submodule: the
+    frozen teacher and the auxiliary model (trained by its own objective) are plain attributes, so
+    DDP synchronises the student's gradients alone."""
+
+    def __init__(self, student: ShowoModel, teacher: ShowoModel, aux: ShowoModel, dp: DistillParams):
+        super().__init__()
+        self.student, self.dp = student, dp
+        self.__dict__["teacher"], self.__dict__["aux"] = teacher, aux  # not submodules (see above)
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        m, dm, cfg = self.student, self.dp.dm, self.student.config
+        dev = m.device
+        caps, lens = batch["caption"].cpu(), batch["caption_len"].cpu()  # bookkeeping on the CPU, as the sampler
+        out = {}
+        # 1. One pass from the noisy start: logits at every image position.
+        ids = t2i_sequences(caps, lens, code_ids(batch["start"].cpu(), cfg), cfg).to(dev)
+        logits = m.image_logits(ids, None, dm.embed_noise, generator)
+        # 2-3. The generator's own sample, re-masked at a random ratio.
+        x_t, masked = remask(sample_codes(logits, generator), generator)
+        # 4. Teacher (with CFG) and auxiliary model at the masked positions; no gradient.
+        with torch.no_grad():
+            p_teacher = guided_logits(self.teacher, caps, lens, code_ids(x_t, cfg), dm.teacher_cfg_scale).softmax(-1)
+            p_aux = guided_logits(self.aux, caps, lens, code_ids(x_t, cfg), 0.0).softmax(-1)
+        # 5. Distribution matching through the surrogate.
+        grad = matching_gradient(p_aux, p_teacher, masked, dm.jeffreys_beta)
+        out["image"] = surrogate_loss(logits, grad.to(dev))
+        # 6. Text: LM on the captions, Jacobi consistency + AR on the trajectory store's rows.
+        out["lm"] = lm_loss(m, caps.to(dev), lens.to(dev))
+        out.update(text_losses(m, {k: batch[k].to(dev) for k in TEXT_KEYS}))
+        out["total"] = total_loss(out, self.dp)
+        # Diagnostic: total variation between auxiliary and teacher at the masked positions.
+        out["tv_aux_teacher"] = 0.5 * (p_aux - p_teacher).abs().sum(-1)[masked].mean().to(dev)
+        return out
+
+
+class AuxObjective(nn.Module):
+    """The auxiliary model's loss: cross-entropy (label smoothing) on the generator's samples at the
+    masked positions of their re-masked states."""
+
+    def __init__(self, aux: ShowoModel, label_smoothing: float):
+        super().__init__()
+        self.aux, self.label_smoothing = aux, label_smoothing
+
+    def forward(self, ids: torch.Tensor, masked: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = self.aux.image_logits(ids)
+        return F.cross_entropy(logits[masked].float(), target[masked], label_smoothing=self.label_smoothing)
+
+
+# --------------------------------------------------------------------------------------------
+# One dm stage's training state (the interface of distill.ConsistencyTraining).
+
+
+class DMTraining:
+    """Generator (the student), auxiliary model, frozen teacher, their optimizers and an optional EMA
+    of the generator; `step` does one generator update and `aux_updates` auxiliary updates."""
+
+    def __init__(self, acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path,
+                 init_dir: str | Path, teacher_dir: str | Path, resume: Path | None = None):
+        self.acc, self.dp, dm = acc, dp, dp.dm
+        teacher_path = Path(teacher_dir) / "model.safetensors"
+        student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
+        aux = load_model(resume / "aux.safetensors" if resume else teacher_path).train()
+        teacher = load_model(teacher_path).requires_grad_(False).to(acc.device)
+        self.ema = None
+        if dm.ema_decay > 0:
+            self.ema = (load_model(resume / "ema.safetensors") if resume else copy.deepcopy(student)).requires_grad_(False)
+            self.ema = self.ema.to(acc.device)
+        opt_g = torch.optim.AdamW(student.parameters(), lr=dm.lr, weight_decay=dp.weight_decay)
+        opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
+        if resume is not None:
+            state = torch.load(resume / "state.pt", weights_only=True, map_location="cpu")
+            opt_g.load_state_dict(state["optimizer"])
+            opt_a.load_state_dict(state["aux_optimizer"])
+        self.objective, self.aux_objective, self.opt_g, self.opt_a = acc.prepare(
+            DMObjective(student, teacher, aux, dp), AuxObjective(aux, dm.label_smoothing), opt_g, opt_a)
+        self.aux = aux
+        self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
+        self.cfg = student.config
+
+    def _start(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Captions of `batch_t2i` trajectory-store rows and a noisy start for each."""
+        t2i, cfg = self.batches.t2i, self.cfg
+        rows = torch.randint(0, len(t2i["caption"]), (self.dp.dm.batch_t2i,), generator=g)
+        start = noisy_initial_state(len(rows), cfg.num_image_tokens, cfg.codebook_size, self.dp.dm.mask_ratio, g)
+        return t2i["caption"][rows].long(), t2i["caption_len"][rows].long(), start
+
+    @torch.no_grad()
+    def _aux_batch(self, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Fresh generator samples, re-masked: the auxiliary model's inputs and targets."""
+        caps, lens, start = self._start(g)
+        gen, cfg, dev = self.student_model(), self.cfg, self.acc.device
+        with self.acc.autocast():
+            ids = t2i_sequences(caps, lens, code_ids(start, cfg), cfg).to(dev)
+            x = sample_codes(gen.image_logits(ids, None, self.dp.dm.embed_noise, g), g)
+        x_t, masked = remask(x, g)
+        return {"ids": t2i_sequences(caps, lens, code_ids(x_t, cfg), cfg).to(dev), "masked": masked.to(dev),
+                "target": x.to(dev)}
+
+    def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        acc, dp, dm = self.acc, self.dp, self.dp.dm
+        for opt, lr in ((self.opt_g, dm.lr), (self.opt_a, dm.aux_lr)):
+            for group in opt.param_groups:
+                group["lr"] = warmup_lr(step, lr, dp.warmup_steps)
+        # The generator update.
+        caps, lens, start = self._start(g)
+        batch = {"caption": caps, "caption_len": lens, "start": start, **self.batches.draw_text(g)}
+        with acc.autocast():
+            losses = self.objective(batch, g)
+        self.opt_g.zero_grad(set_to_none=True)
+        acc.backward(losses["total"])
+        acc.clip_grad_norm_(self.objective.parameters(), dp.grad_clip)
+        self.opt_g.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.student_model().parameters()):
+                    e.lerp_(p.detach(), 1 - dm.ema_decay)
+        # The auxiliary updates, on samples of the updated generator.
+        aux_losses = []
+        for _ in range(dm.aux_updates):
+            ab = self._aux_batch(g)
+            with acc.autocast():
+                loss = self.aux_objective(**ab)
+            self.opt_a.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            acc.clip_grad_norm_(self.aux_objective.parameters(), dp.grad_clip)
+            self.opt_a.step()
+            aux_losses.append(loss.detach())
+        losses["aux"] = torch.stack(aux_losses).mean()
+        return losses
+
+    def student_model(self) -> ShowoModel:
+        """The generator being trained."""
+        return self.acc.unwrap_model(self.objective).student
+
+    def student(self) -> ShowoModel:
+        """The stage's result: the generator's EMA when on, else the generator."""
+        return self.ema if self.ema is not None else self.student_model()
+
+    def save(self, folder: Path) -> None:
+        save_model(self.student_model(), folder / "model.safetensors")
+        save_model(self.aux, folder / "aux.safetensors")
+        if self.ema is not None:
+            save_model(self.ema, folder / "ema.safetensors")
+        torch.save({"optimizer": self.opt_g.state_dict(), "aux_optimizer": self.opt_a.state_dict()}, folder / "state.pt")
