@@ -37,7 +37,7 @@ from showo_turbo.params import load_params, parse_params, to_dict
 from showo_turbo.teacher import default_device, eval_prompts_subset
 from showo_turbo.world import World
 
-SECTIONS = ("trajectories", "distill")
+SECTIONS = ("trajectories", "distill", "teacher")  # teacher: e.g. teacher.eval.precision=fp32 for scoring
 
 
 def params_with(path: str, overrides: list[str]):
