@@ -41,7 +41,7 @@ SECTIONS = ("trajectories", "distill", "teacher")  # teacher: e.g. teacher.eval.
 
 
 def params_with(path: str, overrides: list[str]):
-    """params.yaml with `section.key=value` overrides (trajectories and distill only), validated."""
+    """params.yaml with `section.key[.subkey]=value` overrides (trajectories, distill, teacher), validated."""
     data = to_dict(load_params(path))
     original_stages = dict(data["distill"]["stages"])
     for item in overrides:
@@ -50,8 +50,10 @@ def params_with(path: str, overrides: list[str]):
         if not sep or section not in SECTIONS or not names:
             raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION in {', '.join(SECTIONS)}")
         node = data[section]
-        for name in names[:-1]:  # e.g. distill.dm.aux_updates
-            node = node.setdefault(name, {}) if isinstance(node, dict) else {}
+        for depth, name in enumerate(names[:-1]):  # e.g. distill.dm.aux_updates
+            node = node.get(name)
+            if not isinstance(node, dict):
+                raise SystemExit(f"--set {item!r}: {'.'.join([section, *names[:depth + 1]])} is not a section")
         node[names[-1]] = yaml.safe_load(text)
     stages = data["distill"]["stages"]
     if not (isinstance(stages, dict) and stages):

@@ -204,9 +204,9 @@ def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for field, name in (("score", "score.csv"), ("seconds_per_image", "seconds_per_image.csv")):
+    for quantity, name in (("score", "score.csv"), ("seconds_per_image", "seconds_per_image.csv")):
         with atomic_path(out_dir / name) as tmp:
-            pd.DataFrame(plot_rows(metrics, field)).to_csv(tmp, index=False)
+            pd.DataFrame(plot_rows(metrics, quantity)).to_csv(tmp, index=False)
         paths.append(out_dir / name)
     return paths
 

@@ -36,8 +36,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .io import LossLog, atomic_dir, load_json, save_json
-from .model import (ShowoConfig, ShowoModel, additive, lm_loss, load_model, mmu_allowed, next_token_loss, save_model,
-                    t2i_sequences)
+from .model import (ShowoConfig, ShowoModel, additive, image_state_ids, lm_loss, load_model, mmu_allowed,
+                    next_token_loss, save_model, t2i_sequences)
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 from .trajectories import load_store, segment_bounds, state_at
@@ -212,13 +212,13 @@ class DistillBatches:
         return text_targets(self.mmu, mmu_rows, self.stage.segments, self.cfg, g)
 
     def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
-        dp, cfg, lay = self.dp, self.cfg, self.cfg.layout
+        dp, cfg = self.dp, self.cfg
         rows = torch.randint(0, len(self.t2i["codes"]), (dp.batch_t2i,), generator=g)
         T = self.t2i["probs"].shape[1]
         t = torch.randint(0, T, (dp.batch_t2i,), generator=g)
         state, masked, probs, index = image_targets(self.t2i, rows, t, self.stage.segments)
         caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
-        ids = t2i_sequences(caption, caption_len, torch.where(state < 0, lay.mask_id, state + lay.code_offset), cfg)
+        ids = t2i_sequences(caption, caption_len, image_state_ids(state, cfg), cfg)
         return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
                 "caption": caption, "caption_len": caption_len, **self.draw_text(g)}
 
@@ -367,7 +367,6 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     checksum = torch.stack([p.detach().double().sum() for p in student.parameters()]).sum().view(1)
     sums = acc.gather(checksum.to(acc.device)).cpu().tolist()
     return {**prog, "resumed_from": resumed_from, "losses": last, "processes": acc.num_processes, "weight_checksums": sums}
-
 
 
 def stage_paths(params, stage_name: str = "", out_dir: str = "", metrics_path: str = "", live_dir: str = "") -> tuple[str, str, str, str]:

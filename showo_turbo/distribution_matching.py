@@ -34,11 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distill import DistillBatches, total_loss, text_losses, warmup_lr
-from .model import ShowoModel, lm_loss, load_model, save_model, t2i_sequences
+from .model import ShowoModel, image_state_ids, lm_loss, load_model, save_model, t2i_sequences
 from .params import CurriculumStage, DistillParams
 from .sampling import guided_logits, noisy_initial_state
-
-TEXT_KEYS = ("mmu_ids", "mmu_allowed", "mmu_position_ids", "pos_i", "pos_e", "loss_mask", "ar_target")
 
 # --------------------------------------------------------------------------------------------
 # Small helpers.
@@ -85,11 +83,6 @@ def surrogate_loss(logits: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logits - (logits - grad).detach()).pow(2).sum() / logits.shape[0]
 
 
-def code_ids(state: torch.Tensor, cfg) -> torch.Tensor:
-    """Codes with -1 = masked -> vocabulary ids."""
-    return torch.where(state < 0, cfg.layout.mask_id, state + cfg.layout.code_offset)
-
-
 # --------------------------------------------------------------------------------------------
 # The two objectives.
 
@@ -110,20 +103,20 @@ class DMObjective(nn.Module):
         caps, lens = batch["caption"].cpu(), batch["caption_len"].cpu()  # bookkeeping on the CPU, as the sampler
         out = {}
         # 1. One pass from the noisy start: logits at every image position.
-        ids = t2i_sequences(caps, lens, code_ids(batch["start"].cpu(), cfg), cfg).to(dev)
+        ids = t2i_sequences(caps, lens, image_state_ids(batch["start"].cpu(), cfg), cfg).to(dev)
         logits = m.image_logits(ids, None, dm.embed_noise, generator)
         # 2-3. The generator's own sample, re-masked at a random ratio.
         x_t, masked = remask(sample_codes(logits, generator), generator)
         # 4. Teacher (with CFG) and auxiliary model at the masked positions; no gradient.
         with torch.no_grad():
-            p_teacher = guided_logits(self.teacher, caps, lens, code_ids(x_t, cfg), dm.teacher_cfg_scale).softmax(-1)
-            p_aux = guided_logits(self.aux, caps, lens, code_ids(x_t, cfg), 0.0).softmax(-1)
+            p_teacher = guided_logits(self.teacher, caps, lens, image_state_ids(x_t, cfg), dm.teacher_cfg_scale).softmax(-1)
+            p_aux = guided_logits(self.aux, caps, lens, image_state_ids(x_t, cfg), 0.0).softmax(-1)
         # 5. Distribution matching through the surrogate.
         grad = matching_gradient(p_aux, p_teacher, masked, dm.jeffreys_beta)
         out["image"] = surrogate_loss(logits, grad.to(dev))
         # 6. Text: LM on the captions, Jacobi consistency + AR on the trajectory store's rows.
         out["lm"] = lm_loss(m, caps.to(dev), lens.to(dev))
-        out.update(text_losses(m, {k: batch[k].to(dev) for k in TEXT_KEYS}))
+        out.update(text_losses(m, {k: v.to(dev) for k, v in batch.items()}))
         out["total"] = total_loss(out, self.dp)
         # Diagnostic: total variation between auxiliary and teacher at the masked positions.
         out["tv_aux_teacher"] = 0.5 * (p_aux - p_teacher).abs().sum(-1)[masked].mean().to(dev)
@@ -187,10 +180,10 @@ class DMTraining:
         caps, lens, start = self._start(g)
         gen, cfg, dev = self.student_model(), self.cfg, self.acc.device
         with self.acc.autocast():
-            ids = t2i_sequences(caps, lens, code_ids(start, cfg), cfg).to(dev)
+            ids = t2i_sequences(caps, lens, image_state_ids(start, cfg), cfg).to(dev)
             x = sample_codes(gen.image_logits(ids, None, self.dp.dm.embed_noise, g), g)
         x_t, masked = remask(x, g)
-        return {"ids": t2i_sequences(caps, lens, code_ids(x_t, cfg), cfg).to(dev), "masked": masked.to(dev),
+        return {"ids": t2i_sequences(caps, lens, image_state_ids(x_t, cfg), cfg).to(dev), "masked": masked.to(dev),
                 "target": x.to(dev)}
 
     def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:

@@ -126,6 +126,11 @@ def t2i_sequences(captions: torch.Tensor, caption_len: torch.Tensor, image_token
     return torch.cat([text, soi, image_tokens.long(), eoi], dim=1)
 
 
+def image_state_ids(state: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
+    """Image codes with -1 = masked (the samplers' and trajectories' states) -> vocabulary ids."""
+    return torch.where(state < 0, cfg.layout.mask_id, state + cfg.layout.code_offset)
+
+
 def image_slice(cfg: ShowoConfig) -> slice:
     """Positions of the N image tokens inside a T2I sequence."""
     start = cfg.max_caption_tokens + 3 + 1

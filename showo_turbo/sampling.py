@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from .model import (ShowoModel, additive, mmu_attention_mask, mmu_position_ids, omni_attention_mask,
-                    t2i_sequences)
+from .model import (ShowoModel, additive, image_state_ids, mmu_attention_mask, mmu_position_ids,
+                    omni_attention_mask, t2i_sequences)
 
 # --------------------------------------------------------------------------------------------
 # Small helpers (MaskGIT / muse style).
@@ -130,7 +130,7 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     cfg = model.config
-    lay, N, B = cfg.layout, cfg.num_image_tokens, captions.shape[0]
+    N, B = cfg.num_image_tokens, captions.shape[0]
     codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
     start = codes if init_mask_ratio is None else noisy_initial_state(B, N, cfg.codebook_size, init_mask_ratio, generator)
     states, probs_k, idx_k = [start.clone()], [], []
@@ -141,7 +141,7 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         first = k == 0 and init_mask_ratio is not None  # the noisy start: every position is still to predict
         state = start if first else codes
-        image_ids = torch.where(state < 0, lay.mask_id, state + lay.code_offset)
+        image_ids = image_state_ids(state, cfg)
         logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale, embed_noise if first else 0.0, generator)
         forwards += 1
         logits = top_k_filter(logits, top_k)

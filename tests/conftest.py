@@ -18,3 +18,26 @@ def micro_params():
 def micro_world(micro_params, tmp_path_factory):
     from showo_turbo.world import build_world
     return build_world(micro_params.world, tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="session")
+def make_distill_workdir(micro_world, micro_params, tmp_path_factory):
+    """A factory of folders laid out like the pipeline's: data/teacher (a random micro teacher drawn
+    with `seed`) and data/trajectories collected from it with the micro params."""
+    import torch
+
+    from showo_turbo.model import ShowoModel, save_model
+    from showo_turbo.teacher import model_config_for
+    from showo_turbo.trajectories import collect_mmu, collect_t2i
+
+    def make(name: str, seed: int) -> Path:
+        root = tmp_path_factory.mktemp(name)
+        torch.manual_seed(seed)
+        teacher = ShowoModel(model_config_for(micro_world, "micro")).eval()
+        (root / "data" / "teacher").mkdir(parents=True)
+        save_model(teacher, root / "data" / "teacher" / "model.safetensors")
+        tp = micro_params.trajectories
+        collect_t2i(teacher, micro_world, tp, root / "data" / "trajectories" / "t2i", progress=False)
+        collect_mmu(teacher, micro_world, tp, root / "data" / "trajectories" / "mmu", progress=False)
+        return root
+    return make

@@ -13,26 +13,18 @@ import pytest
 import torch
 
 from showo_turbo.distill import distill_stage, image_targets, segment_end_of, text_targets
-from showo_turbo.model import ShowoModel, load_model, save_model
+from showo_turbo.model import load_model
 from showo_turbo.params import CurriculumStage
 from showo_turbo.teacher import model_config_for
-from showo_turbo.trajectories import collect_mmu, collect_t2i, load_store
+from showo_turbo.trajectories import load_store
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def workdir(micro_world, micro_params, tmp_path_factory):
+def workdir(make_distill_workdir):
     """A folder laid out like the pipeline's: data/teacher (a random micro teacher) and data/trajectories."""
-    root = tmp_path_factory.mktemp("distill")
-    torch.manual_seed(0)
-    teacher = ShowoModel(model_config_for(micro_world, "micro")).eval()
-    (root / "data" / "teacher").mkdir(parents=True)
-    save_model(teacher, root / "data" / "teacher" / "model.safetensors")
-    tp = micro_params.trajectories
-    collect_t2i(teacher, micro_world, tp, root / "data" / "trajectories" / "t2i", progress=False)
-    collect_mmu(teacher, micro_world, tp, root / "data" / "trajectories" / "mmu", progress=False)
-    return root
+    return make_distill_workdir("distill", seed=0)
 
 
 def test_segment_end_of_each_step():

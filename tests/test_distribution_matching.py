@@ -14,29 +14,20 @@ import torch
 
 from showo_turbo.distill import distill_stage
 import showo_turbo.distribution_matching as dmod
-from showo_turbo.distribution_matching import TEXT_KEYS, DMObjective, DMTraining, remask, sample_codes
+from showo_turbo.distribution_matching import DMObjective, DMTraining, remask, sample_codes
 from showo_turbo.model import ShowoModel, load_model, omni_attention_mask, save_model, t2i_sequences
 from showo_turbo.params import CurriculumStage
 from showo_turbo.sampling import noisy_initial_state, t2i_generate, tokens_to_remask
 from showo_turbo.teacher import model_config_for
-from showo_turbo.trajectories import collect_mmu, collect_t2i
 
 BIN = Path(sys.executable).parent
 DM = CurriculumStage(method="dm", segments=1, init_dir="data/teacher")
 
 
 @pytest.fixture(scope="module")
-def workdir(micro_world, micro_params, tmp_path_factory):
-    """data/teacher (a random micro teacher), a different random model as data/aux_init, and trajectories."""
-    root = tmp_path_factory.mktemp("dm")
-    torch.manual_seed(1)
-    teacher = ShowoModel(model_config_for(micro_world, "micro")).eval()
-    (root / "data" / "teacher").mkdir(parents=True)
-    save_model(teacher, root / "data" / "teacher" / "model.safetensors")
-    tp = micro_params.trajectories
-    collect_t2i(teacher, micro_world, tp, root / "data" / "trajectories" / "t2i", progress=False)
-    collect_mmu(teacher, micro_world, tp, root / "data" / "trajectories" / "mmu", progress=False)
-    return root
+def workdir(make_distill_workdir):
+    """data/teacher (a random micro teacher) and its trajectories."""
+    return make_distill_workdir("dm", seed=1)
 
 
 def test_noisy_initial_state_has_the_mask_fraction_and_valid_codes():
@@ -89,7 +80,6 @@ def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_w
     lay, N, B = cfg_m.layout, cfg_m.num_image_tokens, 5
     caps, lens = torch.randint(0, 10, (B, 5)), torch.tensor([5, 3, 4, 5, 2])
     start = noisy_initial_state(B, N, cfg_m.codebook_size, 0.6, torch.Generator().manual_seed(1))
-    text = {k: torch.zeros(1, 1) for k in TEXT_KEYS}  # the text losses are switched off below
     monkeypatch.setattr(dmod, "text_losses", lambda m, b: {"consistency": torch.zeros(()), "ar": torch.zeros(())})
     objective = DMObjective(student, teacher, aux, dp)
     kept = {}
@@ -101,7 +91,8 @@ def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_w
         return kept["logits"]
 
     student.image_logits = keep
-    out = objective({"caption": caps, "caption_len": lens, "start": start, **text}, torch.Generator().manual_seed(7))
+    # the text losses are switched off (above), so the batch holds the image side only
+    out = objective({"caption": caps, "caption_len": lens, "start": start}, torch.Generator().manual_seed(7))
     out["image"].backward()
     grad = kept["logits"].grad
     # Independently: the same draws (sample, then re-mask), then the two models' distributions.
