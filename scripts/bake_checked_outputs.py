@@ -11,6 +11,8 @@ import sys
 
 import nbformat
 
+from showo_turbo.errors import run_cli
+
 MARK = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -33,4 +35,4 @@ def main(executed: str, source: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    sys.exit(run_cli(lambda: main(*sys.argv[1:3]), "bake_checked_outputs.py"))

@@ -19,6 +19,7 @@ becomes the last milestone. `--teacher` is also the teacher that `method: dm` st
 """
 
 import argparse
+import sys
 import json
 import shutil
 import time
@@ -29,6 +30,7 @@ import torch
 import yaml
 
 from showo_turbo import trajectories as TJ
+from showo_turbo.errors import run_cli
 from showo_turbo.distill import distill_stage, evaluate_student, student_minutes
 from showo_turbo.evaluate import t2i_sweep
 from showo_turbo.io import save_json
@@ -184,4 +186,4 @@ def report(name: str, progress: dict, metrics: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "distill_budget.py"))

@@ -10,10 +10,12 @@ invalidate the stage).
 """
 
 import argparse
+import sys
 import json
 import shutil
 from pathlib import Path
 
+from showo_turbo.errors import run_cli
 from showo_turbo.io import load_json, save_json
 from showo_turbo.params import TeacherTrainParams, build_dataclass
 from showo_turbo.teacher import make_card, write_card_readme
@@ -48,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "ship_teacher.py"))

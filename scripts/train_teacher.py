@@ -12,6 +12,7 @@ takes the recipe from the run; RUN_DIR/recipe.json holds it too).
 """
 
 import argparse
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from showo_turbo.errors import run_cli
 from showo_turbo.io import save_json
 from showo_turbo.model import load_model
 from showo_turbo.params import TeacherTrainParams, build_dataclass, load_params
@@ -93,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "train_teacher.py"))

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,8 +36,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .io import LossLog, atomic_dir, load_json, save_json
-from .model import (ShowoConfig, ShowoModel, additive, image_state_ids, lm_loss, load_model, mmu_allowed,
+from .errors import run_cli
+from .io import LossLog, atomic_dir, load_json, read_torch_state, save_json
+from .model import (CheckpointError, ShowoConfig, ShowoModel, additive, image_state_ids, lm_loss, load_model, mmu_allowed,
                     next_token_loss, save_model, t2i_sequences)
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
@@ -261,6 +263,16 @@ def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir:
     return json.loads(json.dumps(sig))  # as it reads back from progress.json (lists, not tuples)
 
 
+def without_budget(signature: dict) -> dict:
+    """The signature less the step budgets (distill.steps, distill.dm.steps). The lr is constant
+    after warmup, so a stage trained to N steps is the first N steps of a longer run: raising the
+    budget resumes the finished stage instead of starting over."""
+    distill = {k: v for k, v in signature.get("distill", {}).items() if k != "steps"}
+    if isinstance(distill.get("dm"), dict):
+        distill["dm"] = {k: v for k, v in distill["dm"].items() if k != "steps"}
+    return {**signature, "distill": distill}
+
+
 class ConsistencyTraining:
     """One consistency stage's training state: the student, its optimizer and its batches. The
     interface every method offers the stage loop (`distill_stage`): `step`, `save`, `student`."""
@@ -271,7 +283,7 @@ class ConsistencyTraining:
         student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
         opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
         if resume is not None:
-            opt.load_state_dict(torch.load(resume / "state.pt", weights_only=True, map_location="cpu")["optimizer"])
+            opt.load_state_dict(read_torch_state(resume / "state.pt", CheckpointError)["optimizer"])
         self.objective, self.opt = acc.prepare(DistillObjective(student, dp), opt)
         self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
 
@@ -309,8 +321,8 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
                   teacher_dir: str | Path = "data/teacher") -> dict:
     """Train one stage's student (`stage.method`) from `stage.init_dir` into `out_dir`
     (model.safetensors + history.jsonl; checkpoint/ while running). Resumes a checkpoint with the
-    same signature and starts over otherwise. `max_steps` stops early (to simulate an interruption).
-    `teacher_dir`: the teacher a dm stage matches. Returns the final progress record with the last
+    same signature (also under a larger step budget: the stage continues) and starts over otherwise.
+    `max_steps` stops early (to simulate an interruption). `teacher_dir`: the teacher a dm stage matches. Returns the final progress record with the last
     logged losses of every process."""
     from accelerate import Accelerator
 
@@ -321,7 +333,8 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     ckpt, step, elapsed, resume = out / "checkpoint", 0, 0.0, None
     if (ckpt / "progress.json").is_file():
         prog = load_json(ckpt / "progress.json")
-        if prog.get("signature") == signature:
+        if (without_budget(prog.get("signature", {})) == without_budget(signature)
+                and prog.get("step", 0) <= stage_steps(stage, dp)):  # the same run, no further than the budget
             resume, step, elapsed = ckpt, prog["step"], prog["elapsed_seconds"]
         elif acc.is_main_process:  # another stage, params or inputs: start over
             shutil.rmtree(ckpt)
@@ -437,4 +450,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "showo_turbo.distill"))

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .distill import DistillBatches, total_loss, text_losses, warmup_lr
-from .model import ShowoModel, image_state_ids, lm_loss, load_model, save_model, t2i_sequences
+from .io import read_torch_state
+from .model import CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, save_model, t2i_sequences
 from .params import CurriculumStage, DistillParams
 from .sampling import guided_logits, noisy_initial_state
 
@@ -158,7 +159,7 @@ class DMTraining:
         opt_g = torch.optim.AdamW(student.parameters(), lr=dm.lr, weight_decay=dp.weight_decay)
         opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
         if resume is not None:
-            state = torch.load(resume / "state.pt", weights_only=True, map_location="cpu")
+            state = read_torch_state(resume / "state.pt", CheckpointError)
             opt_g.load_state_dict(state["optimizer"])
             opt_a.load_state_dict(state["aux_optimizer"])
         self.objective, self.aux_objective, self.opt_g, self.opt_a = acc.prepare(

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import FileFormatError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -60,7 +62,12 @@ def save_json(obj: Any, path: str | Path) -> None:
 
 
 def load_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file; a damaged one is refused with its name (FileFormatError), a missing one raises FileNotFoundError."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FileFormatError(f"{path}: not valid JSON ({e})") from None
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -85,6 +92,23 @@ def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str])
     header = {METADATA_KEY: json.dumps({str(k): str(v) for k, v in metadata.items()}, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
+
+
+def read_torch_state(path: str | Path, error: type[Exception]) -> dict:
+    """A training state saved with torch.save (optimizer, RNG); a missing or damaged file raises
+    `error` naming the file instead of a traceback from inside torch's unpickler."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: not found")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # zip, pickle and EOF errors of a truncated or foreign file
+        raise error(f"{path}: not a readable training state ({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise error(f"{path}: not a showo-turbo training state")
+    return state
 
 
 def read_safetensors(path: str | Path, error: type[Exception], missing_hint: str = "") -> tuple[dict, dict[str, str]]:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
+from .errors import ShowoError
 from .io import read_safetensors, write_safetensors
 from .tokenization import VocabLayout
 
@@ -340,7 +341,7 @@ def lm_loss(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor
 CHECKPOINT_FORMAT = "showo-turbo/model/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ShowoError, ValueError):
     """A checkpoint is missing, corrupt, or does not fit the expected model."""
 
 

@@ -10,6 +10,7 @@ every problem is reported in one line naming the dotted key and what is allowed:
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 import yaml
 
+from .errors import ShowoError
 from .shapes import PALETTE, SHAPES, WorldSpec
 
 
-class ParamsError(ValueError):
+class ParamsError(ShowoError, ValueError):
     """A params file is malformed; the message names the file and the dotted key."""
 
 
@@ -310,6 +312,8 @@ def _check_scalar(value: Any, tp, key: str, meta: dict) -> Any:
           str: isinstance(value, str)}[tp]
     if not ok:
         raise ParamsError(f"{key}: expected {_describe_type(tp)}, got {value!r}")
+    if tp is float and not math.isfinite(value):
+        raise ParamsError(f"{key}: must be a finite number, got {value!r}")
     if meta.get("choices") is not None and value not in meta["choices"]:
         what = {"colours": "colour", "shapes": "shape"}.get(key.split(".")[-1].split("[")[0], "value")
         raise ParamsError(f"{key}: unknown {what} {value!r}; allowed: {', '.join(map(str, meta['choices']))}")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import run_cli
 from .io import project_root
 from .params import load_params
 
@@ -63,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, "showo_turbo.scratch"))

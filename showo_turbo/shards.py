@@ -18,13 +18,14 @@ from typing import Iterator
 
 import torch
 
+from .errors import ShowoError
 from .io import load_json, read_safetensors, save_json, write_safetensors
 
 SHARD_FORMAT = "showo-turbo/shards"
 SHARD_VERSION = 1
 
 
-class ShardError(ValueError):
+class ShardError(ShowoError, ValueError):
     """A shard or manifest is missing, truncated, altered, of another version, or foreign."""
 
 

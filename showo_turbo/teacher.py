@@ -23,8 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .evaluate import mmu_eval, t2i_sweep
-from .io import LossLog, atomic_dir, load_json, log_loss_row, save_json
-from .model import (ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
+from .errors import ShowoError
+from .io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
+from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
 from .shapes import CATEGORIES
@@ -122,9 +123,9 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     if (ckpt / "progress.json").is_file():
         prog = load_json(ckpt / "progress.json")
         if prog["recipe"] != asdict(recipe):
-            raise RuntimeError(f"{ckpt}: checkpoint was trained with another recipe; delete it or restore the params")
+            raise CheckpointError(f"{ckpt}: checkpoint was trained with another recipe; delete it or restore the params")
         model.load_state_dict(load_model(ckpt / "model.safetensors").state_dict())
-        state = torch.load(ckpt / "state.pt", weights_only=True, map_location="cpu")
+        state = read_torch_state(ckpt / "state.pt", CheckpointError)
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -163,7 +164,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
 CARD_FORMAT = "showo-turbo/teacher-card/1"
 
 
-class TeacherMismatchError(RuntimeError):
+class TeacherMismatchError(ShowoError, RuntimeError):
     """The shipped teacher was trained on another world (vocabulary, codebook or lengths differ)."""
 
 

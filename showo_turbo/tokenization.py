@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from .errors import ShowoError
 from .io import atomic_path, read_safetensors, write_safetensors
 
 # Show-o's special tokens, in Show-o's order, right after the text vocabulary.
@@ -24,7 +25,7 @@ TEXT_SPECIALS: tuple[str, ...] = ("<|unk|>", "<|sot|>", "<|eot|>")
 MASK_TOKEN = "<|mask|>"
 
 
-class TokenizerFileError(ValueError):
+class TokenizerFileError(ShowoError, ValueError):
     """A tokenizer file is missing, corrupt or not one of ours."""
 
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from .errors import ShowoError
 from .evaluate import ShapesEval
 from .io import load_json, read_safetensors, save_json, write_safetensors
 from .params import ParamsError, WorldParams, build_dataclass, to_dict
@@ -35,7 +36,7 @@ WORLD_FORMAT = "showo-turbo/world/1"
 CHUNK = 4096  # images rendered and encoded at a time (bounded memory)
 
 
-class WorldFileError(ValueError):
+class WorldFileError(ShowoError, ValueError):
     """A world file is missing, corrupt or was built by something else."""
 
 

@@ -147,6 +147,23 @@ def test_stage_resumes_after_an_interruption(workdir, micro_params, monkeypatch)
     assert other["step"] == 2 and other["resumed_from"] == 0
 
 
+def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, monkeypatch):
+    """The lr is constant after warmup, so N steps then N more == 2N steps in one go; a smaller
+    budget than the checkpoint's step starts over (the checkpoint is further than the budget)."""
+    monkeypatch.chdir(workdir)
+    dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
+    short, long = replace(dp, steps=2), replace(dp, steps=4)
+    one_go = distill_stage(stage, long, "data/trajectories", workdir / "one", cpu=True, progress=False)
+    distill_stage(stage, short, "data/trajectories", workdir / "two", cpu=True, progress=False)
+    more = distill_stage(stage, long, "data/trajectories", workdir / "two", cpu=True, progress=False)
+    assert one_go["resumed_from"] == 0 and more["resumed_from"] == 2 and more["step"] == 4
+    a = load_model(workdir / "one" / "model.safetensors").state_dict()
+    b = load_model(workdir / "two" / "model.safetensors").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fewer = distill_stage(stage, replace(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False)
+    assert fewer["resumed_from"] == 0 and fewer["step"] == 3
+
+
 def test_two_processes_through_accelerate(workdir):
     params = Path(__file__).resolve().parents[1] / "params" / "micro.yaml"
     report = workdir / "report.json"

@@ -100,6 +100,9 @@ def test_round_trip():
     (lambda d: d["evaluate"]["student_top_k"].pop(8), "evaluate.student_top_k: needs an entry for every step count"),
     (lambda d: d["evaluate"]["student_top_k"].update({2: -1}), "evaluate.student_top_k.2: must be >= 0, got -1"),
     (lambda d: d["evaluate"]["student_top_k"].update({"two": 3}), "evaluate.student_top_k (a key): expected an integer, got 'two'"),
+    (lambda d: d["trajectories"].update(cfg_scale=float("nan")), "trajectories.cfg_scale: must be a finite number, got nan"),
+    (lambda d: d["distill"]["dm"].update(lr=float("inf")), "distill.dm.lr: must be a finite number, got inf"),
+    (lambda d: d["world"].update(heldout_caption_fraction=float("-inf")), "world.heldout_caption_fraction: must be a finite number"),
 ])
 def test_bad_params_name_the_key(mutate, expect):
     data = copy.deepcopy(base())
@@ -113,6 +116,11 @@ def test_bad_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("world:\n  seed: [1\n")
     with pytest.raises(ParamsError, match=r"bad.yaml: not valid YAML at line \d"):
+        load_params(bad)
+    text = (ROOT / "params.yaml").read_text()
+    assert "  cfg_scale: 2.0" in text
+    bad.write_text(text.replace("  cfg_scale: 2.0", "  cfg_scale: .nan", 1))  # YAML's NaN spelling
+    with pytest.raises(ParamsError, match="trajectories.cfg_scale: must be a finite number"):
         load_params(bad)
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ParamsError, match="top level: expected a mapping"):

@@ -27,8 +27,19 @@ def run(cmd, cwd):
 @pytest.fixture(scope="module")
 def micro_repo(tmp_path_factory):
     dest = make_scratch_copy(tmp_path_factory.mktemp("micro") / "repo", preset="micro", src=ROOT)
-    run([BIN / "dvc", "repro"], dest)
+    res = run([BIN / "dvc", "repro"], dest)
+    (dest.parent / "repro.log").write_text(res.stdout + res.stderr)  # beside the repo, not in it
     return dest
+
+
+def test_a_good_dvc_repro_prints_no_warnings(micro_repo):
+    """Stage names, progress bars and results only: papermill parses every parameters cell, the
+    kernel runs over IPC, nothing shows a traceback."""
+    out = (micro_repo.parent / "repro.log").read_text()
+    assert "Running stage 'distill@dm'" in out and "Running stage 'explore'" in out
+    for noise in ("Unable to parse", "unknown parameter", "without encryption", "Traceback", "[IPKernelApp]",
+                  "Could not destroy zmq context"):
+        assert noise not in out, f"{noise!r} in the output of a good run:\n{out[-3000:]}"
 
 
 def test_scratch_copy_uses_the_micro_params(micro_repo):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from showo_turbo.model import load_model
+from showo_turbo.model import CheckpointError, load_model
 from showo_turbo.teacher import (TeacherMismatchError, evaluate_teacher, lr_at, make_card,
                                  obtain_teacher, read_card, scale_key, train_teacher, world_fingerprint)
 
@@ -32,7 +32,7 @@ def test_scratch_training_resumes_exactly_after_an_interruption(micro_world, rec
 
 def test_resume_refuses_another_recipe(micro_world, recipe, tmp_path):
     train_teacher(micro_world, recipe, tmp_path, max_steps=4)
-    with pytest.raises(RuntimeError, match="trained with another recipe"):
+    with pytest.raises(CheckpointError, match="trained with another recipe"):
         train_teacher(micro_world, dataclasses.replace(recipe, lr=0.5), tmp_path)
 
 
