@@ -243,19 +243,29 @@ class ShowoModel(nn.Module):
         to the embedding table's standard deviation so that s means the same at any model size."""
         cfg = self.config
         mask = omni_attention_mask(ids, cfg) if mask is None else mask
+        img = image_slice(cfg)
         if embed_noise:
-            emb = self.showo.model.embed_tokens(ids)
-            img = image_slice(cfg)
-            scale = self.showo.model.embed_tokens.weight.detach().float().std()
-            noise = torch.randn(emb[:, img].shape, generator=generator).to(emb) * scale.to(emb)
-            emb = torch.cat([emb[:, :img.start], embed_noise * noise + math.sqrt(1 - embed_noise ** 2) * emb[:, img],
-                             emb[:, img.stop:]], 1)
+            emb = self.noisy_embeddings(ids, img, embed_noise, generator)
             h = self.showo.model(inputs_embeds=emb, attention_mask=mask).last_hidden_state[:, img]
         else:
-            h = self.hidden(ids, mask)[:, image_slice(cfg)]
+            h = self.hidden(ids, mask)[:, img]
+        return self.code_logits(h)
+
+    def noisy_embeddings(self, ids: torch.Tensor, img: slice, embed_noise: float,
+                         generator: torch.Generator | None) -> torch.Tensor:
+        """Input embeddings of `ids` with `embed_noise` mixed into the positions `img` (see image_logits)."""
+        emb = self.showo.model.embed_tokens(ids)
+        scale = self.showo.model.embed_tokens.weight.detach().float().std()
+        noise = torch.randn(emb[:, img].shape, generator=generator).to(emb) * scale.to(emb)
+        return torch.cat([emb[:, :img.start], embed_noise * noise + math.sqrt(1 - embed_noise ** 2) * emb[:, img],
+                          emb[:, img.stop:]], 1)
+
+    def code_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head restricted to the image codes' rows: [.., d] -> [.., codebook]."""
+        cfg = self.config
         w, b = self.showo.lm_head.weight, self.showo.lm_head.bias
         lo, hi = cfg.layout.code_offset, cfg.layout.code_offset + cfg.codebook_size
-        return F.linear(h, w[lo:hi], b[lo:hi])
+        return F.linear(hidden, w[lo:hi], b[lo:hi])
 
     @property
     def device(self) -> torch.device:
@@ -263,6 +273,40 @@ class ShowoModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class CaptionCache:
+    """Keys and values of the caption part of T2I sequences (the first max_caption_tokens + 3
+    positions), computed once per prompt and reused at every MaskGIT step. Under omni-attention the
+    caption rows are causal and never see the image, so their keys and values are the same at every
+    step; each step then runs only `<|soi|> image <|eoi|>` against them. Same logits as the full
+    pass up to float rounding (the attention sums are split differently)."""
+
+    def __init__(self, model: ShowoModel, caption_ids: torch.Tensor):
+        from transformers import DynamicCache
+
+        self.model, self.length = model, caption_ids.shape[1]
+        self.cache = DynamicCache(config=model.showo.config)
+        caption_ids = caption_ids.to(model.device)
+        model.showo.model(input_ids=caption_ids, attention_mask=omni_attention_mask(caption_ids, model.config),
+                          cache=self.cache, use_cache=True)
+
+    def image_logits(self, ids: torch.Tensor, embed_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`ShowoModel.image_logits` of whole T2I sequences `ids` whose caption part is this cache's."""
+        m, cfg, P = self.model, self.model.config, self.length
+        ids = ids.to(m.device)
+        mask = omni_attention_mask(ids, cfg)[:, :, P:, :]  # the image block's rows, every key
+        block = ids[:, P:]
+        positions = torch.arange(P, ids.shape[1], device=ids.device).expand(len(ids), -1)
+        img = slice(image_slice(cfg).start - P, image_slice(cfg).stop - P)
+        kwargs = ({"inputs_embeds": m.noisy_embeddings(block, img, embed_noise, generator)} if embed_noise
+                  else {"input_ids": block})
+        try:
+            h = m.showo.model(attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True,
+                              **kwargs).last_hidden_state[:, img]
+        finally:
+            self.cache.crop(P - self.cache.get_seq_length())  # back to the caption alone (a negative crop)
+        return m.code_logits(h)
 
 
 def autocast(precision: str, device: str | torch.device = "cpu"):

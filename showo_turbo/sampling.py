@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from .model import (ShowoModel, additive, image_state_ids, mmu_attention_mask, mmu_position_ids,
-                    omni_attention_mask, t2i_sequences)
+from .model import (CaptionCache, ShowoModel, additive, image_slice, image_state_ids, mmu_attention_mask,
+                    mmu_position_ids, omni_attention_mask, t2i_sequences)
 
 # --------------------------------------------------------------------------------------------
 # Small helpers (MaskGIT / muse style).
@@ -83,12 +83,26 @@ class T2IResult:
     forwards: int = 0                        # model forward passes (a CFG pass counts once; its batch is doubled)
 
 
+def caption_ids(captions: torch.Tensor, caption_len: torch.Tensor, cfg_scale: float, cfg) -> torch.Tensor:
+    """The caption part of the sampler's T2I sequences: the conditional rows, then (with CFG) the
+    unconditional (empty-caption) rows of the same doubled batch."""
+    P = image_slice(cfg).start - 1  # everything before <|soi|>
+    no_image = torch.zeros(len(captions), 0, dtype=torch.long)
+    ids = t2i_sequences(captions, caption_len, no_image, cfg)[:, :P]
+    if cfg_scale != 0:
+        empty = torch.zeros(len(captions), dtype=torch.long)
+        ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, no_image, cfg)[:, :P]])
+    return ids
+
+
 @torch.no_grad()
 def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor,
-                  cfg_scale: float, embed_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                  cfg_scale: float, embed_noise: float = 0.0, generator: torch.Generator | None = None,
+                  prompt_cache: CaptionCache | None = None) -> torch.Tensor:
     """[B, N, codebook] logits at the image positions; with CFG, `(1+s) cond - s uncond`, the
     unconditional (empty-caption) rows computed in the same doubled batch. s = 0 is the plain
-    conditional pass. `embed_noise` as in `ShowoModel.image_logits`."""
+    conditional pass. `embed_noise` as in `ShowoModel.image_logits`. `prompt_cache`: the captions'
+    keys and values (`CaptionCache` of `caption_ids(...)`), so that only the image block runs."""
     cfg = model.config
     ids = t2i_sequences(captions, caption_len, image_ids, cfg)
     if cfg_scale != 0:
@@ -96,7 +110,10 @@ def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.
         ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
     ids = ids.to(model.device)
     # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
-    logits = model.image_logits(ids, omni_attention_mask(ids, cfg), embed_noise, generator).float().cpu()
+    if prompt_cache is not None:
+        logits = prompt_cache.image_logits(ids, embed_noise, generator).float().cpu()
+    else:
+        logits = model.image_logits(ids, omni_attention_mask(ids, cfg), embed_noise, generator).float().cpu()
     if cfg_scale == 0:
         return logits
     cond, uncond = logits.chunk(2)
@@ -108,7 +125,7 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
                  anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
                  return_trajectory: bool = False, trajectory_top_k: int = 16, init_mask_ratio: float | None = None,
-                 embed_noise: float = 0.0) -> T2IResult:
+                 embed_noise: float = 0.0, prompt_cache: bool = True) -> T2IResult:
     """MaskGIT sampling as in Show-o's `t2i_generate`.
 
     Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
@@ -122,6 +139,9 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     (`noisy_initial_state`: that fraction masked, random codes elsewhere; `embed_noise` on its
     embeddings): the first pass predicts every position, random ones included, and from there on
     the steps are the usual ones. The trajectory's states[0] is that noisy state.
+
+    `prompt_cache` (default): the captions' keys and values are computed once (`CaptionCache`) and
+    every step runs only the image block; False recomputes the whole sequence at every step.
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
@@ -137,12 +157,14 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     temp = temperature
     forwards = 0
+    cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
     for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         first = k == 0 and init_mask_ratio is not None  # the noisy start: every position is still to predict
         state = start if first else codes
         image_ids = image_state_ids(state, cfg)
-        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale, embed_noise if first else 0.0, generator)
+        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale, embed_noise if first else 0.0, generator,
+                               cache)
         forwards += 1
         logits = top_k_filter(logits, top_k)
         probs = logits.softmax(-1)

@@ -83,6 +83,38 @@ def test_cfg_scale_zero_is_the_conditional_path_and_cfg_algebra_holds(model, cap
     assert torch.allclose(guided_logits(model, *captions, image, 3.0), 4 * plain - 3 * uncond, atol=1e-4)
 
 
+@pytest.mark.parametrize("cfg_scale,embed_noise", [(0.0, 0.0), (2.0, 0.0), (2.0, 0.3)])
+def test_the_prompt_cache_gives_the_full_pass_logits(model, captions, cfg_scale, embed_noise):
+    """Caption keys/values computed once, only the image block run per step == the whole sequence."""
+    from showo_turbo.model import CaptionCache
+    from showo_turbo.sampling import caption_ids
+    cfg, (caps, lens) = model.config, captions
+    lens = lens.clone()
+    lens[0] = 0  # an empty caption among them (mostly pads)
+    cache = CaptionCache(model, caption_ids(caps, lens, cfg_scale, cfg))
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):  # the same cache, step after step, with different image states
+        codes = torch.randint(-1, cfg.codebook_size, (6, cfg.num_image_tokens), generator=g)
+        image = torch.where(codes < 0, cfg.layout.mask_id, codes + cfg.layout.code_offset)
+        full = guided_logits(model, caps, lens, image, cfg_scale, embed_noise, torch.Generator().manual_seed(5))
+        cached = guided_logits(model, caps, lens, image, cfg_scale, embed_noise, torch.Generator().manual_seed(5), cache)
+        assert torch.allclose(cached, full, atol=1e-4, rtol=1e-4), (cached - full).abs().max()
+        assert cache.cache.get_seq_length() == cfg.max_caption_tokens + 3  # cropped back after each step
+
+
+def test_the_prompt_cached_sampler_draws_the_same_codes(model, captions):
+    for kw in ({"sample": "argmax", "temperature": 0.0, "cfg_scale": 2.0},
+               {"generator": torch.Generator().manual_seed(2), "cfg_scale": 1.0},
+               {"generator": torch.Generator().manual_seed(2), "init_mask_ratio": 0.6, "embed_noise": 0.2}):
+        g0 = kw.get("generator")
+        runs = []
+        for cached in (False, True):
+            if g0 is not None:
+                kw["generator"] = torch.Generator().manual_seed(2)
+            runs.append(t2i_generate(model, *captions, steps=4, prompt_cache=cached, **kw).codes)
+        assert torch.equal(runs[0], runs[1])
+
+
 def test_t2i_is_seeded_and_batch_independent(model, captions):
     a = t2i_generate(model, *captions, steps=4, generator=torch.Generator().manual_seed(1)).codes
     b = t2i_generate(model, *captions, steps=4, generator=torch.Generator().manual_seed(1)).codes
