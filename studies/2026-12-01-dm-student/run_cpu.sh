@@ -15,3 +15,22 @@ OMP_NUM_THREADS=2 python scripts/distill_budget.py runs/dm-A --trajectories runs
     --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
     --milestones 150,300,450,600 > runs/dm-A.log 2>&1
 cp runs/dm-A/summary.json studies/2026-12-01-dm-student/summary_A.json
+# 4. Run A continued (second session, one thread beside other work): the same run resumed from its
+#    600-step checkpoint to 1200 steps (a raised budget continues a finished stage).
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-A --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 900,1200 > runs/dm-A1200.log 2>&1
+cp runs/dm-A/summary.json studies/2026-12-01-dm-student/summary_A1200.json
+# 5. Where the gradient goes (a copy of the checkpoint while it is written: runs/dm-A/students/dm/checkpoint).
+OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/grad_norms.py runs/dm-A/students/dm/checkpoint \
+    --trajectories runs/trajectories --batches 3
+# 6. Run C: run A without the text terms (images only), to see whether the unified text side holds the images back.
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-C --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set distill.weight_text=0 --set distill.weight_lm=0 \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 150,300 > runs/dm-C.log 2>&1
+cp runs/dm-C/summary.json studies/2026-12-01-dm-student/summary_C.json
