@@ -12,6 +12,13 @@ seconds per image from timed batches):
 MMU arms (the world's held-out questions): teacher_ar (AR with a KV cache), teacher_jacobi,
 turbo_jacobi and turbo_dm_jacobi: answer accuracy, forward passes per token and tokens per second.
 
+Speed two ways: batched (seconds per image from timed batches, tokens per second over the batched
+evaluation) and as the paper reports it, at batch 1 (`seconds_per_image_batch1`: the median over
+`timing_batch` prompts drawn one at a time after a warm-up; `tokens_per_second_batch1`: that many
+questions answered one at a time). Jacobi's passes per token count a block as done when its tokens
+up to <|eot|> are fixed (`stop="eot"`, exact: the same answer as AR), and under Show-o Turbo's
+accounting, when the whole block (the junk after <|eot|> too) has settled (`forwards_per_token_block`).
+
     metrics = evaluate_arms(teacher, student, world, params.evaluate, dm_student=dm_student)
     t2i_table(metrics); mmu_table(metrics); write_plot_files(metrics, "plots/evaluate")
 """
@@ -40,7 +47,8 @@ from .world import World
 T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
 STUDENT_ARMS = ("turbo", "turbo_dm")
 MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
-MMU_KEYS = ("accuracy", "forwards_per_token", "tokens_per_second")
+MMU_KEYS = ("accuracy", "forwards_per_token", "forwards_per_token_block", "tokens_per_second",
+            "tokens_per_second_batch1")
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,33 @@ def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Pr
     return {name: statistics.median(ts) / len(caps) for name, ts in times.items()}
 
 
+def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequence[Prompt], steps: int,
+                             ep: EvaluateParams) -> dict[str, float]:
+    """Latency as the paper reports it: one image at a time. Each of the first `ep.timing_batch`
+    prompts is drawn by every arm in turn (after one untimed warm-up image per arm); the median per arm."""
+    caps, lens = encode_captions(world, [p.text for p in prompts[:ep.timing_batch]])
+
+    def run(arm: T2IArm, i: int) -> float:
+        g = torch.Generator().manual_seed(ep.seed + i)
+        t0 = time.perf_counter()
+        with autocast(ep.precision, arm.model.device):
+            t2i_generate(arm.model, caps[i:i + 1], lens[i:i + 1], steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample,
+                         generator=g, **arm.sampler(steps))
+        if arm.model.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    for arm in arms:
+        run(arm, 0)
+    times: dict[str, list[float]] = {arm.name: [] for arm in arms}
+    for i in range(len(caps)):
+        for arm in arms:
+            times[arm.name].append(run(arm, i))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True) -> dict:
-    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, images}}}."""
+    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images}}}."""
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
     scorer = ShapesEval(world.spec)
@@ -124,20 +157,29 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     for t in tqdm(ep.steps, desc="timing", disable=not progress):
         for name, seconds in seconds_per_image(arms, world, prompts, t, ep).items():
             out[name][f"steps_{t}"]["seconds_per_image"] = seconds
+        for name, seconds in seconds_per_image_batch1(arms, world, prompts, t, ep).items():
+            out[name][f"steps_{t}"]["seconds_per_image_batch1"] = seconds
     return out
 
 
 def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
                  dm_student: ShowoModel | None = None) -> dict:
-    """{teacher_ar, teacher_jacobi, turbo_jacobi[, turbo_dm_jacobi]: {accuracy, forwards_per_token, tokens_per_second, ...}}."""
+    """{teacher_ar, teacher_jacobi, turbo_jacobi[, turbo_dm_jacobi]: {accuracy, forwards_per_token (stop="eot"),
+    forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, ...}}."""
     runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
     if dm_student is not None:
         runs["turbo_dm_jacobi"] = (dm_student, "jacobi")
     out = {}
     for name, (model, decoder) in runs.items():
-        r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, block_size=ep.block_size, seed=ep.seed,
-                     precision=ep.precision)
+        kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
+        r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, **kw)
         out[name] = {k: v for k, v in r.items() if k != "examples"}
+        block = r if decoder == "ar" else mmu_eval(model, world, decoder, batch_size=ep.batch_size,
+                                                    **{**kw, "jacobi_stop": "block"})
+        out[name]["forwards_per_token_block"] = block["forwards_per_token"]
+        mmu_eval(model, world, decoder, batch_size=1, limit=1, **kw)  # warm-up
+        one = mmu_eval(model, world, decoder, batch_size=1, limit=ep.timing_batch, **kw)
+        out[name]["tokens_per_second_batch1"] = one["tokens_per_second"]
     return out
 
 
@@ -183,7 +225,8 @@ def t2i_table(metrics: dict):
     for arm, by_steps in metrics["t2i"].items():
         for key, r in by_steps.items():
             rows.append({"arm": arm, "steps": int(key.split("_")[1]), "score": r["score"], "ci_low": r["ci_low"],
-                         "ci_high": r["ci_high"], **{c: r[c] for c in CATEGORIES}, "s/image": r["seconds_per_image"]})
+                         "ci_high": r["ci_high"], **{c: r[c] for c in CATEGORIES}, "s/image": r["seconds_per_image"],
+                         "s/image batch 1": r["seconds_per_image_batch1"]})
     return pd.DataFrame(rows).set_index(["arm", "steps"])
 
 

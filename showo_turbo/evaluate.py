@@ -198,17 +198,20 @@ def mmu_prompts(world, questions, scenes, cfg):
 
 
 def mmu_eval(model, world, decoder: str = "ar", batch_size: int = 64, max_new_tokens: int | None = None,
-             block_size: int = 16, seed: int = 0, precision: str = "fp32", jacobi_stop: str = "block") -> dict:
+             block_size: int = 16, seed: int = 0, precision: str = "fp32", jacobi_stop: str = "block",
+             limit: int | None = None) -> dict:
     """Exact-match answer accuracy on the held-out questions, per question type too, with forward
     passes per generated token (per row as if decoded alone, prefill included, so AR gives exactly
     1.0) and tokens per second. Forward passes run in `precision`; `jacobi_stop` is
-    `jacobi_generate`'s `stop` ("block" or "eot")."""
+    `jacobi_generate`'s `stop` ("block" or "eot"); `limit`: only the first that many questions."""
     import time
 
     import torch
     from .model import autocast
     from .sampling import ar_generate, jacobi_generate
     questions, scenes = world.eval_mmu()
+    if limit is not None:
+        questions, scenes = questions[:limit], scenes[:limit]
     prompts = mmu_prompts(world, questions, scenes, model.config)
     max_new = max_new_tokens or world.summary["lengths"]["answer"] + 1
     g = torch.Generator().manual_seed(seed)

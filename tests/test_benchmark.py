@@ -41,24 +41,33 @@ def test_every_stable_key_is_there(metrics, ep):
     for arm in T2I_ARMS:
         for t in ep.steps:
             row = metrics["t2i"][arm][f"steps_{t}"]
-            for k in ("score", "ci_low", "ci_high", "seconds_per_image", *CATEGORIES):
+            for k in ("score", "ci_low", "ci_high", "seconds_per_image", "seconds_per_image_batch1", *CATEGORIES):
                 assert isinstance(row[k], float), (arm, t, k)
             assert row["ci_low"] <= row["score"] <= row["ci_high"] and row["seconds_per_image"] > 0
+            assert row["seconds_per_image_batch1"] > 0
             assert row["images"] == ep.prompts_per_category * len(CATEGORIES) * ep.images_per_prompt
     for arm in MMU_ARMS:
         assert all(isinstance(metrics["mmu"][arm][k], float) for k in MMU_KEYS)
-    # AR counts one forward pass per generated token (the prefill yields the first).
-    assert metrics["mmu"]["teacher_ar"]["forwards_per_token"] == 1.0
+    # AR counts one forward pass per generated token (the prefill yields the first), under both rules.
+    mmu = metrics["mmu"]
+    assert mmu["teacher_ar"]["forwards_per_token"] == mmu["teacher_ar"]["forwards_per_token_block"] == 1.0
+    # Jacobi stopping at <|eot|> is exact (the teacher's answers are its AR answers) and never needs
+    # more passes than waiting for the whole block to settle.
+    assert mmu["teacher_jacobi"]["accuracy"] == mmu["teacher_ar"]["accuracy"]
+    for arm in ("teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi"):
+        assert 1.0 / ep.block_size <= mmu[arm]["forwards_per_token"] <= mmu[arm]["forwards_per_token_block"]
+        assert mmu[arm]["tokens_per_second_batch1"] > 0
 
 
 def test_scores_repeat_exactly(models, micro_world, ep, metrics):
     again = evaluate_arms(*models[:2], micro_world, ep, progress=False, dm_student=models[2])
     for arm in T2I_ARMS:
         for key, row in metrics["t2i"][arm].items():
-            assert {k: v for k, v in row.items() if k != "seconds_per_image"} == \
-                   {k: v for k, v in again["t2i"][arm][key].items() if k != "seconds_per_image"}
+            timing = ("seconds_per_image", "seconds_per_image_batch1")
+            assert {k: v for k, v in row.items() if k not in timing} == \
+                   {k: v for k, v in again["t2i"][arm][key].items() if k not in timing}
     for arm in MMU_ARMS:
-        for k in ("accuracy", "forwards_per_token"):
+        for k in ("accuracy", "forwards_per_token", "forwards_per_token_block"):
             assert metrics["mmu"][arm][k] == again["mmu"][arm][k]
     # Scores of an untrained model are mostly 0, so compare the images themselves too.
     prompts = eval_prompts_subset(micro_world, 1)
