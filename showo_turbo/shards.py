@@ -124,13 +124,14 @@ class ShardReader:
     def load(self, i: int) -> dict[str, torch.Tensor]:
         entry = self.manifest["shards"][i]
         path = self.root / entry["file"]
+        redo = f"; delete {self.root} and rerun the stage that wrote it"  # the store is not repaired in place
         if not path.is_file():
-            raise ShardError(f"{path}: missing")
+            raise ShardError(f"{path}: missing{redo}")
         size = path.stat().st_size
         if size != entry["bytes"]:
-            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced)")
+            raise ShardError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced){redo}")
         if sha256_of(path) != entry["sha256"]:
-            raise ShardError(f"{path}: checksum mismatch (the file was altered)")
+            raise ShardError(f"{path}: checksum mismatch (the file was altered){redo}")
         tensors, meta = read_safetensors(path, ShardError)
         if meta.get("format") != SHARD_FORMAT or meta.get("version") != str(SHARD_VERSION) or meta.get("kind") != self.kind:
             raise ShardError(f"{path}: header says format {meta.get('format')!r} version {meta.get('version')!r} kind "

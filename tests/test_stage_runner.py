@@ -80,7 +80,7 @@ def test_a_flipped_byte_in_a_trajectory_shard_stops_dvc_repro_with_one_line(scra
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
     try:
-        line = expect_one_line_error(dvc(scratch, "repro", "trajectories"), shard.name, "checksum mismatch",
+        line = expect_one_line_error(dvc(scratch, "repro", "trajectories"), shard.name, "checksum mismatch", "delete",
                                      "reports/02_trajectories.ipynb")
         assert line.startswith("stage trajectories: ")
     finally:
