@@ -34,3 +34,5 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-C --trajectories runs
     --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
     --milestones 150,300 > runs/dm-C.log 2>&1
 cp runs/dm-C/summary.json studies/2026-12-01-dm-student/summary_C.json
+# 7. The student's first-pass sampler (multinomial, top-k 8 / 2, argmax) on run A's 1200-step student.
+OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-A/students/dm/model.safetensors
