@@ -36,3 +36,12 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-C --trajectories runs
 cp runs/dm-C/summary.json studies/2026-12-01-dm-student/summary_C.json
 # 7. The student's first-pass sampler (multinomial, top-k 8 / 2, argmax) on run A's 1200-step student.
 OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-A/students/dm/model.safetensors
+# 8. Run D: run A with the auxiliary model's lr at 1e-3, and its sampler sweep.
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-D --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set distill.dm.aux_lr=0.001 \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 150,300 > runs/dm-D.log 2>&1
+cp runs/dm-D/summary.json studies/2026-12-01-dm-student/summary_D.json
+python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-D/students/dm/model.safetensors
