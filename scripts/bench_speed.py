@@ -16,7 +16,8 @@ from dataclasses import replace
 
 import torch
 
-from showo_turbo.benchmark import seconds_per_image, seconds_per_image_batch1, t2i_arms
+from showo_turbo.benchmark import (mmu_runs, seconds_per_image, seconds_per_image_batch1, t2i_arms,
+                                   tokens_per_second_batch1)
 from showo_turbo.errors import run_cli
 from showo_turbo.evaluate import mmu_eval
 from showo_turbo.model import load_model
@@ -62,15 +63,12 @@ def main() -> None:
     for (name, t), (b, one) in rows.items():
         print(f"{name:<15}{t:>6}{b:>17.4f}{ref_b / b:>10.2f}{one:>17.4f}{ref_1 / one:>10.2f}")
     n = args.questions or ep.timing_batch
-    runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi"),
-            "turbo_dm_jacobi": (dm_student, "jacobi")}
-    kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot", "limit": n}
+    kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
     mmu = {}
-    for name, (m, decoder) in runs.items():
-        mmu_eval(m, world, decoder, batch_size=1, **{**kw, "limit": 1})  # warm-up
-        batched = mmu_eval(m, world, decoder, batch_size=ep.batch_size, **kw)
-        one = mmu_eval(m, world, decoder, batch_size=1, **kw)
-        mmu[name] = (batched["tokens_per_second"], one["tokens_per_second"], one["forwards_per_token"])
+    for name, (m, decoder) in mmu_runs(teacher, student, dm_student).items():
+        batched = mmu_eval(m, world, decoder, batch_size=ep.batch_size, limit=n, **kw)
+        mmu[name] = (batched["tokens_per_second"], tokens_per_second_batch1(m, world, decoder, ep, n, **kw),
+                     batched["forwards_per_token"])
     ar_b, ar_1, _ = mmu["teacher_ar"]
     print(f"\nMMU on {device}, {n} questions; ratio = arm / teacher_ar tokens per second; passes per token with stop=eot")
     print(f"{'arm':<17}{'tokens/s batched':>17}{'ratio':>8}{'tokens/s batch 1':>18}{'ratio':>8}{'passes/token':>14}")

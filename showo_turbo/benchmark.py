@@ -90,30 +90,32 @@ def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int,
     return np.concatenate(sets)
 
 
+def timed_generate(arm: T2IArm, caps: torch.Tensor, lens: torch.Tensor, steps: int, ep: EvaluateParams,
+                   seed: int) -> float:
+    """Wall seconds of one `t2i_generate` call of `arm` on these captions (tokens only: decoding to
+    pixels costs the same for every arm)."""
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    with autocast(ep.precision, arm.model.device):
+        t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample, generator=g,
+                     **arm.sampler(steps))
+    if arm.model.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Prompt], steps: int,
                       ep: EvaluateParams) -> dict[str, float]:
     """Sampler wall time per image of every arm at `steps`: one untimed warm-up batch per arm, then
     `ep.timing_repeats` rounds that time one batch of `ep.timing_batch` prompts per arm in turn (so a
-    slow moment of the machine hits every arm alike); the median per arm over the batch size.
-    Tokens only: decoding to pixels costs the same for every arm."""
+    slow moment of the machine hits every arm alike); the median per arm over the batch size."""
     caps, lens = encode_captions(world, [p.text for p in prompts[:ep.timing_batch]])
-
-    def run(arm: T2IArm) -> float:
-        g = torch.Generator().manual_seed(ep.seed)
-        t0 = time.perf_counter()
-        with autocast(ep.precision, arm.model.device):
-            t2i_generate(arm.model, caps, lens, steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample, generator=g,
-                         **arm.sampler(steps))
-        if arm.model.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     for arm in arms:  # warm-up: allocator, caches, first-call overheads
-        run(arm)
+        timed_generate(arm, caps, lens, steps, ep, ep.seed)
     times: dict[str, list[float]] = {arm.name: [] for arm in arms}
     for _ in range(ep.timing_repeats):
         for arm in arms:
-            times[arm.name].append(run(arm))
+            times[arm.name].append(timed_generate(arm, caps, lens, steps, ep, ep.seed))
     return {name: statistics.median(ts) / len(caps) for name, ts in times.items()}
 
 
@@ -122,23 +124,12 @@ def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequ
     """Latency as the paper reports it: one image at a time. Each of the first `ep.timing_batch`
     prompts is drawn by every arm in turn (after one untimed warm-up image per arm); the median per arm."""
     caps, lens = encode_captions(world, [p.text for p in prompts[:ep.timing_batch]])
-
-    def run(arm: T2IArm, i: int) -> float:
-        g = torch.Generator().manual_seed(ep.seed + i)
-        t0 = time.perf_counter()
-        with autocast(ep.precision, arm.model.device):
-            t2i_generate(arm.model, caps[i:i + 1], lens[i:i + 1], steps=steps, cfg_scale=arm.cfg_scale, sample=ep.sample,
-                         generator=g, **arm.sampler(steps))
-        if arm.model.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     for arm in arms:
-        run(arm, 0)
+        timed_generate(arm, caps[:1], lens[:1], steps, ep, ep.seed)
     times: dict[str, list[float]] = {arm.name: [] for arm in arms}
     for i in range(len(caps)):
         for arm in arms:
-            times[arm.name].append(run(arm, i))
+            times[arm.name].append(timed_generate(arm, caps[i:i + 1], lens[i:i + 1], steps, ep, ep.seed + i))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -162,24 +153,35 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     return out
 
 
+def mmu_runs(teacher: ShowoModel, student: ShowoModel, dm_student: ShowoModel | None = None) -> dict:
+    """The MMU arms: name -> (model, decoder)."""
+    runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
+    if dm_student is not None:
+        runs["turbo_dm_jacobi"] = (dm_student, "jacobi")
+    return runs
+
+
+def tokens_per_second_batch1(model: ShowoModel, world: World, decoder: str, ep: EvaluateParams, questions: int,
+                             **kw) -> float:
+    """Answer tokens per second with questions one at a time (the first `questions`, after a
+    one-question warm-up); `kw` as mmu_eval's."""
+    mmu_eval(model, world, decoder, batch_size=1, limit=1, **kw)
+    return mmu_eval(model, world, decoder, batch_size=1, limit=questions, **kw)["tokens_per_second"]
+
+
 def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
                  dm_student: ShowoModel | None = None) -> dict:
     """{teacher_ar, teacher_jacobi, turbo_jacobi[, turbo_dm_jacobi]: {accuracy, forwards_per_token (stop="eot"),
     forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, ...}}."""
-    runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
-    if dm_student is not None:
-        runs["turbo_dm_jacobi"] = (dm_student, "jacobi")
     out = {}
-    for name, (model, decoder) in runs.items():
+    for name, (model, decoder) in mmu_runs(teacher, student, dm_student).items():
         kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
         r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, **kw)
         out[name] = {k: v for k, v in r.items() if k != "examples"}
         block = r if decoder == "ar" else mmu_eval(model, world, decoder, batch_size=ep.batch_size,
                                                     **{**kw, "jacobi_stop": "block"})
         out[name]["forwards_per_token_block"] = block["forwards_per_token"]
-        mmu_eval(model, world, decoder, batch_size=1, limit=1, **kw)  # warm-up
-        one = mmu_eval(model, world, decoder, batch_size=1, limit=ep.timing_batch, **kw)
-        out[name]["tokens_per_second_batch1"] = one["tokens_per_second"]
+        out[name]["tokens_per_second_batch1"] = tokens_per_second_batch1(model, world, decoder, ep, ep.timing_batch, **kw)
     return out
 
 

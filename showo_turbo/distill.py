@@ -322,8 +322,8 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
     """Train one stage's student (`stage.method`) from `stage.init_dir` into `out_dir`
     (model.safetensors + history.jsonl; checkpoint/ while running). Resumes a checkpoint with the
     same signature (also under a larger step budget: the stage continues) and starts over otherwise.
-    `max_steps` stops early (to simulate an interruption). `teacher_dir`: the teacher a dm stage matches. Returns the final progress record with the last
-    logged losses of every process."""
+    `max_steps` stops early (to simulate an interruption). `teacher_dir`: the teacher a dm stage
+    matches. Returns the final progress record with the last logged losses of every process."""
     from accelerate import Accelerator
 
     out = Path(out_dir)

@@ -287,6 +287,7 @@ class CaptionCache:
 
         self.model, self.length = model, caption_ids.shape[1]
         self.cache = DynamicCache(config=model.showo.config)
+        self.block_mask = self.block_positions = None  # set at the first step (see image_logits)
         caption_ids = caption_ids.to(model.device)
         model.showo.model(input_ids=caption_ids, attention_mask=omni_attention_mask(caption_ids, model.config),
                           cache=self.cache, use_cache=True)
@@ -295,15 +296,18 @@ class CaptionCache:
         """`ShowoModel.image_logits` of whole T2I sequences `ids` whose caption part is this cache's."""
         m, cfg, P = self.model, self.model.config, self.length
         ids = ids.to(m.device)
-        mask = omni_attention_mask(ids, cfg)[:, :, P:, :]  # the image block's rows, every key
+        if self.block_mask is None:
+            # The image block's mask rows (every key) and positions depend only on where the caption's
+            # pads are, not on the image codes (no pads, one <|soi|> and <|eoi|>): the same every step.
+            self.block_mask = omni_attention_mask(ids, cfg)[:, :, P:, :]
+            self.block_positions = torch.arange(P, ids.shape[1], device=ids.device).expand(len(ids), -1)
         block = ids[:, P:]
-        positions = torch.arange(P, ids.shape[1], device=ids.device).expand(len(ids), -1)
         img = slice(image_slice(cfg).start - P, image_slice(cfg).stop - P)
         kwargs = ({"inputs_embeds": m.noisy_embeddings(block, img, embed_noise, generator)} if embed_noise
                   else {"input_ids": block})
         try:
-            h = m.showo.model(attention_mask=mask, position_ids=positions, cache=self.cache, use_cache=True,
-                              **kwargs).last_hidden_state[:, img]
+            h = m.showo.model(attention_mask=self.block_mask, position_ids=self.block_positions, cache=self.cache,
+                              use_cache=True, **kwargs).last_hidden_state[:, img]
         finally:
             self.cache.crop(P - self.cache.get_seq_length())  # back to the caption alone (a negative crop)
         return m.code_logits(h)

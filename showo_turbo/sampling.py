@@ -83,16 +83,21 @@ class T2IResult:
     forwards: int = 0                        # model forward passes (a CFG pass counts once; its batch is doubled)
 
 
-def caption_ids(captions: torch.Tensor, caption_len: torch.Tensor, cfg_scale: float, cfg) -> torch.Tensor:
-    """The caption part of the sampler's T2I sequences: the conditional rows, then (with CFG) the
-    unconditional (empty-caption) rows of the same doubled batch."""
-    P = image_slice(cfg).start - 1  # everything before <|soi|>
-    no_image = torch.zeros(len(captions), 0, dtype=torch.long)
-    ids = t2i_sequences(captions, caption_len, no_image, cfg)[:, :P]
+def guided_sequences(captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor, cfg_scale: float,
+                     cfg) -> torch.Tensor:
+    """The sampler's T2I sequences: the conditional rows, then (with CFG) the unconditional
+    (empty-caption) rows of the same doubled batch."""
+    ids = t2i_sequences(captions, caption_len, image_ids, cfg)
     if cfg_scale != 0:
-        empty = torch.zeros(len(captions), dtype=torch.long)
-        ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, no_image, cfg)[:, :P]])
+        empty = torch.zeros(len(ids), dtype=torch.long)
+        ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
     return ids
+
+
+def caption_ids(captions: torch.Tensor, caption_len: torch.Tensor, cfg_scale: float, cfg) -> torch.Tensor:
+    """The caption part (everything before <|soi|>) of `guided_sequences`: what a CaptionCache holds."""
+    no_image = torch.zeros(len(captions), 0, dtype=torch.long)
+    return guided_sequences(captions, caption_len, no_image, cfg_scale, cfg)[:, :image_slice(cfg).start - 1]
 
 
 @torch.no_grad()
@@ -104,10 +109,7 @@ def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.
     conditional pass. `embed_noise` as in `ShowoModel.image_logits`. `prompt_cache`: the captions'
     keys and values (`CaptionCache` of `caption_ids(...)`), so that only the image block runs."""
     cfg = model.config
-    ids = t2i_sequences(captions, caption_len, image_ids, cfg)
-    if cfg_scale != 0:
-        empty = torch.zeros(len(ids), dtype=torch.long)
-        ids = torch.cat([ids, t2i_sequences(captions[:, :0], empty, image_ids, cfg)])
+    ids = guided_sequences(captions, caption_len, image_ids, cfg_scale, cfg)
     ids = ids.to(model.device)
     # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
     if prompt_cache is not None:
