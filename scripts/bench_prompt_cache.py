@@ -18,7 +18,7 @@ from showo_turbo.errors import run_cli
 from showo_turbo.evaluate import encode_captions
 from showo_turbo.model import load_model
 from showo_turbo.sampling import t2i_generate
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    world = World.load(args.world)
+    world = load_world(args.world)
     model = load_model(f"{args.teacher}/model.safetensors").to(args.device).eval()
     prompts, _ = world.eval_t2i()
     texts = [p.text for p in prompts][: args.prompts]

@@ -23,7 +23,7 @@ from showo_turbo.evaluate import mmu_eval
 from showo_turbo.model import load_model
 from showo_turbo.params import load_params
 from showo_turbo.teacher import eval_prompts_subset
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         steps = tuple(int(s) for s in args.steps.split(","))
         ep = replace(ep, steps=steps, student_top_k={t: ep.student_top_k.get(t, 0) for t in steps},
                      turbo_dm=replace(ep.turbo_dm, top_k={t: ep.turbo_dm.top_k.get(t, 0) for t in steps}))
-    world = World.load(args.world)
+    world = load_world(args.world)
 
     def model(path):
         return load_model(f"{path}/model.safetensors").to(args.device).eval()

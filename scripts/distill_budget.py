@@ -37,7 +37,7 @@ from showo_turbo.io import save_json
 from showo_turbo.model import load_model
 from showo_turbo.params import load_params, parse_params, to_dict
 from showo_turbo.teacher import default_device, eval_prompts_subset
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 SECTIONS = ("trajectories", "distill", "teacher")  # teacher: e.g. teacher.eval.precision=fp32 for scoring
 
@@ -123,7 +123,7 @@ def main() -> None:
     run = Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     params = params_with(args.params, args.set)
-    world = World.load(args.world)
+    world = load_world(args.world)
     teacher = load_model(Path(args.teacher) / "model.safetensors").to(args.device)
     traj = Path(args.trajectories or run / "trajectories")
     collect(teacher, world, params.trajectories, traj)

@@ -19,7 +19,7 @@ from showo_turbo.errors import run_cli
 from showo_turbo.io import load_json, save_json
 from showo_turbo.params import TeacherTrainParams, build_dataclass
 from showo_turbo.teacher import make_card, write_card_readme
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     run, dest = Path(args.run_dir), Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     if not args.metrics or not (dest / "card.json").is_file():
-        world = World.load("data/world")
+        world = load_world("data/world")
         prog = load_json(run / "checkpoint" / "progress.json")
         recipe = build_dataclass(TeacherTrainParams, prog["recipe"], "recipe ")
         if prog["step"] != recipe.steps:

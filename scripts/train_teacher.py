@@ -26,7 +26,7 @@ from showo_turbo.model import load_model
 from showo_turbo.params import TeacherTrainParams, build_dataclass, load_params
 from showo_turbo.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
                                  train_teacher, training_setup)
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 
 def steps_per_second(world: World, recipe: TeacherTrainParams, device: str, n: int = 40) -> float:
@@ -68,7 +68,7 @@ def main() -> None:
 
     run = Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    world = World.load(args.world)
+    world = load_world(args.world)
     params = load_params(args.params)
     values = asdict(params.teacher.train)
     for item in args.set:

@@ -1,6 +1,6 @@
-"""Stage `evaluate`: the paper's Tables 1-2 on the Shapes world, every arm measured in one run.
+"""Stage `evaluate`: the paper's Tables 1-2 on the world, every arm measured in one run.
 
-T2I arms (held-out prompts, several seeded images per prompt, ShapesEval with a bootstrap interval,
+T2I arms (held-out prompts, several seeded images per prompt, the world's scorer with a bootstrap interval,
 seconds per image from timed batches):
 
     teacher_cfg     the teacher with classifier-free guidance (one doubled batch per step)
@@ -35,15 +35,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluate import ShapesEval, encode_captions, generate_images, mmu_eval
+from .evaluate import encode_captions, generate_images, mmu_eval
 from .io import atomic_path
 from .model import ShowoModel, autocast
 from .params import EvaluateParams
 from .sampling import t2i_generate
-from .shapes import CATEGORIES, Prompt
 from .teacher import eval_prompts_subset
-from .world import World
+from .worlds import EvalPrompt, World
 
+# Keys of a T2I metrics row that are not one of the scorer's categories.
+NOT_CATEGORIES = ("score", "ci_low", "ci_high", "n_images", "images", "seconds_per_image", "seconds_per_image_batch1")
 T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
 STUDENT_ARMS = ("turbo", "turbo_dm")
 MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
@@ -81,7 +82,7 @@ def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
     return arms
 
 
-def arm_images(arm: T2IArm, world: World, prompts: Sequence[Prompt], steps: int, ep: EvaluateParams) -> np.ndarray:
+def arm_images(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams) -> np.ndarray:
     """`ep.images_per_prompt` images per prompt, image i of every prompt drawn with seed `ep.seed + i`
     (the same seeds for every arm)."""
     sets = [generate_images(arm.model, world, prompts, steps, arm.cfg_scale, batch_size=ep.batch_size, seed=ep.seed + i,
@@ -104,7 +105,7 @@ def timed_generate(arm: T2IArm, caps: torch.Tensor, lens: torch.Tensor, steps: i
     return time.perf_counter() - t0
 
 
-def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Prompt], steps: int,
+def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[EvalPrompt], steps: int,
                       ep: EvaluateParams) -> dict[str, float]:
     """Sampler wall time per image of every arm at `steps`: one untimed warm-up batch per arm, then
     `ep.timing_repeats` rounds that time one batch of `ep.timing_batch` prompts per arm in turn (so a
@@ -119,7 +120,7 @@ def seconds_per_image(arms: Sequence[T2IArm], world: World, prompts: Sequence[Pr
     return {name: statistics.median(ts) / len(caps) for name, ts in times.items()}
 
 
-def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequence[Prompt], steps: int,
+def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequence[EvalPrompt], steps: int,
                              ep: EvaluateParams) -> dict[str, float]:
     """Latency as the paper reports it: one image at a time. Each of the first `ep.timing_batch`
     prompts is drawn by every arm in turn (after one untimed warm-up image per arm); the median per arm."""
@@ -137,7 +138,7 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images}}}."""
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
-    scorer = ShapesEval(world.spec)
+    scorer = world.scorer()
     out: dict = {}
     grid = [(arm, t) for arm in arms for t in ep.steps]
     for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
@@ -221,13 +222,13 @@ def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
 
 
 def t2i_table(metrics: dict):
-    """One row per (arm, steps): score, 95% interval, the six categories, seconds per image."""
+    """One row per (arm, steps): score, 95% interval, the world's categories, seconds per image."""
     import pandas as pd
     rows = []
     for arm, by_steps in metrics["t2i"].items():
         for key, r in by_steps.items():
             rows.append({"arm": arm, "steps": int(key.split("_")[1]), "score": r["score"], "ci_low": r["ci_low"],
-                         "ci_high": r["ci_high"], **{c: r[c] for c in CATEGORIES}, "s/image": r["seconds_per_image"],
+                         "ci_high": r["ci_high"], **{c: r[c] for c in r if c not in NOT_CATEGORIES}, "s/image": r["seconds_per_image"],
                          "s/image batch 1": r["seconds_per_image_batch1"]})
     return pd.DataFrame(rows).set_index(["arm", "steps"])
 

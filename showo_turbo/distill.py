@@ -1,23 +1,11 @@
-"""Segmented consistency distillation (Show-o Turbo; DESIGN.md 1.1, "Image consistency loss", "Text
-consistency loss", "Student").
+"""The distillation stage loop (`dvc repro distill@<name>`): one curriculum stage of any method
+(`consistency`: Show-o Turbo's segmented consistency distillation, consistency.py; `dm`: noise-input
+distribution matching, distribution_matching.py), with checkpoints, resume, DVCLive and the
+student's scores.
 
-One curriculum stage cuts every teacher trajectory into S segments and trains the student to jump
-from any state straight to where its segment ends:
-
-- image: pick a step t; the student (no CFG) sees the state x_t; for each position still masked
-  there, the target is the teacher's distribution at the last step, up to the end e(t) of t's
-  segment, at which the position was still masked: min(commit step, e(t)). Soft-target
-  cross-entropy, averaged over masked positions.
-- text (CLLM global consistency): pick a Jacobi state x_i of a block and the last state x_e of its
-  segment; the student's distributions on x_e (no gradient) are the targets for its distributions
-  on x_i, at the block positions after the first token where x_i and x_e differ. Plus the AR loss
-  on the teacher's fixed point (the answer).
-- total: w_img L_img + w_lm L_lm + w_text (L_text_consistency + ar_multiplier L_ar).
-
-The loop runs on `accelerate` (one process, or several through `accelerate launch`); all losses are
-computed in one module forward so that DDP synchronises gradients. Every batch is drawn from a
-generator seeded by (seed, process, step), so a resumed stage draws exactly what an uninterrupted
-one would have.
+The loop runs on `accelerate` (one process, or several through `accelerate launch`). Every batch is
+drawn from a generator seeded by (seed, process, step), so a resumed stage draws exactly what an
+uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -33,213 +21,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from .consistency import ConsistencyTraining, batch_generator
+from .distribution_matching import DMTraining
 from .errors import run_cli
-from .io import LossLog, atomic_dir, load_json, read_torch_state, save_json
-from .model import (CheckpointError, ShowoConfig, ShowoModel, additive, image_state_ids, lm_loss, load_model, mmu_allowed,
-                    next_token_loss, save_model, t2i_sequences)
+from .io import LossLog, atomic_dir, load_json, save_json
+from .model import ShowoModel, save_model
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
-from .trajectories import load_store, segment_bounds, state_at
-from .world import pad_tokens
 
 # --------------------------------------------------------------------------------------------
-# Targets.
-
-
-def segment_end_of(steps: int, segments: int) -> torch.Tensor:
-    """[T]: the last step of the segment each step belongs to."""
-    out = torch.empty(steps, dtype=torch.long)
-    for start, end in segment_bounds(steps, segments):
-        out[start:end + 1] = end
-    return out
-
-
-def image_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, t: torch.Tensor, segments: int):
-    """For trajectory rows `rows` at steps `t` [B]: the state x_t (-1 = masked), the masked positions
-    and the top-k target distribution (renormalised) and its code indices per position."""
-    codes, commit = store["codes"][rows].long(), store["commit_step"][rows].long()
-    T = store["probs"].shape[1]
-    end = segment_end_of(T, segments)[t]                                   # [B]
-    state = state_at(codes, commit, t.view(-1, 1))
-    masked = state < 0
-    target_step = torch.minimum(commit, end.view(-1, 1))                   # [B, N]
-    k = store["probs"].shape[-1]
-    pick = target_step.view(len(rows), 1, -1, 1).expand(-1, 1, -1, k)
-    probs = store["probs"][rows].float().gather(1, pick)[:, 0]             # [B, N, k]
-    index = store["index"][rows].long().gather(1, pick)[:, 0]
-    probs = probs / probs.sum(-1, keepdim=True).clamp(min=1e-8)
-    return state, masked, probs, index
-
-
-def _real(prompt: torch.Tensor, pad_id: int) -> torch.Tensor:
-    return prompt[(prompt != pad_id).long().cumsum(0) > 0]  # drop the left padding
-
-
-def _right_pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
-    return pad_tokens([r.tolist() for r in rows], max(len(r) for r in rows), pad_id)[0].long()
-
-
-def text_targets(store: dict[str, torch.Tensor], rows: torch.Tensor, segments: int, cfg: ShowoConfig,
-                 g: torch.Generator):
-    """Jacobi consistency pairs and the AR answer for MMU rows `rows`, packed into one sequence per
-    row so that the image prefix, question and answer are encoded once instead of three times:
-
-        [prompt (no left pads)] [answer] [x_i] [x_e]       (right-padded)
-
-    `allowed` [B, L, L] is the attention pattern that makes each part see what it would see as its
-    own sequence: the plain MMU pattern (`model.mmu_allowed`: causal, image prefix bidirectional) for
-    prompt + answer, and x_i and x_e each causal over the prompt, the answer's first j*n tokens (the
-    earlier blocks' fixed points) and themselves; their position ids continue from there. So the packed forward gives the same hidden states as the three
-    sequences `before + x_i`, `before + x_e` and `prompt + answer` would (tests/test_distill.py).
-
-    Returns ids, allowed, position_ids [B, L]; pos_i / pos_e [B, n] (block token m of x_i / x_e is
-    predicted at pos[m]: the last token before the block for m = 0, else block token m - 1);
-    loss_mask [B, n] (counted when m > the first index where x_i and x_e differ); ar_target [B, L]
-    (positions whose next token belongs to the answer, its <|eot|> included)."""
-    n, pad_id = store["states"].shape[-1], cfg.layout.pad_id
-    parts, meta = [], []
-    for r in rows.tolist():
-        prompt = _real(store["prompt"][r].long(), pad_id)
-        n_states = store["n_states"][r].long()
-        blocks = torch.nonzero(n_states > 0).flatten()
-        j = int(blocks[torch.randint(0, len(blocks), (1,), generator=g)])
-        s = int(n_states[j])
-        i = int(torch.randint(0, s, (1,), generator=g))
-        e = next(end for start, end in segment_bounds(s, min(segments, s)) if start <= i <= end)
-        x_i, x_e = store["states"][r, j, i].long(), store["states"][r, j, e].long()
-        a_len = int(store["answer_len"][r])
-        answer = store["answer"][r, :max(a_len, j * n)].long()  # covers the earlier blocks too
-        parts.append(torch.cat([prompt, answer, x_i, x_e]))
-        diff = torch.nonzero(x_i != x_e).flatten()
-        d = int(diff[0]) if len(diff) else n
-        meta.append((len(prompt), a_len, len(answer), len(prompt) + j * n, d))
-    ids = _right_pad(parts, pad_id)
-    B, L = ids.shape
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    allowed = mmu_allowed(ids, cfg)  # right for prompt + answer; the x rows are redrawn below
-    position_ids = torch.zeros(B, L, dtype=torch.long)
-    pos_i, pos_e = torch.empty(B, n, dtype=torch.long), torch.empty(B, n, dtype=torch.long)
-    ar_target = torch.zeros(B, L, dtype=torch.bool)
-    m = torch.arange(n)
-    for b, (p, a_len, a_full, before, d) in enumerate(meta):
-        main = p + a_full
-        for x0 in (main, main + n):  # x_i, then x_e
-            allowed[b, x0:x0 + n] = False
-            allowed[b, x0:x0 + n, :before] = True
-            allowed[b, x0:x0 + n, x0:x0 + n] = causal[:n, :n]
-            position_ids[b, x0:x0 + n] = before + m
-        position_ids[b, :main] = torch.arange(main)
-        pos_i[b] = torch.where(m == 0, before - 1, main + m - 1)
-        pos_e[b] = torch.where(m == 0, before - 1, main + n + m - 1)
-        ar_target[b, p - 1:p + a_len - 1] = True
-    loss_mask = (m.view(1, n) > torch.tensor([x[-1] for x in meta]).view(B, 1)) & (m.view(1, n) >= 1)
-    return {"mmu_ids": ids, "mmu_allowed": allowed, "mmu_position_ids": position_ids, "pos_i": pos_i, "pos_e": pos_e,
-            "loss_mask": loss_mask, "ar_target": ar_target}
-
-
-# --------------------------------------------------------------------------------------------
-# The objective: every loss in one forward (so DDP sees one forward per step).
-
-
-def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row -sum_k p_k log q(index_k); without `index`, `probs` is over the whole last dimension."""
-    logq = logits.float().log_softmax(-1)
-    if index is not None:
-        logq = logq.gather(-1, index)
-    return -(probs * logq).sum(-1)
-
-
-def _rows_at(h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """h [B, L, D] at positions pos [B, n] -> [B, n, D]."""
-    return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-
-
-def text_losses(m: ShowoModel, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The text side of every stage, from `text_targets`' packed rows: the Jacobi consistency loss
-    (x_i's predictions move towards the detached predictions on x_e) and the AR loss on the teacher's
-    fixed point, both from one forward."""
-    h = m.hidden(batch["mmu_ids"], additive(batch["mmu_allowed"]), batch["mmu_position_ids"])
-    target = m.logits(_rows_at(h, batch["pos_e"])).float().softmax(-1).detach()
-    pred = m.logits(_rows_at(h, batch["pos_i"]))
-    mask = batch["loss_mask"].float()
-    return {"consistency": (soft_cross_entropy(pred, target) * mask).sum() / mask.sum().clamp(min=1),
-            "ar": next_token_loss(m, h, batch["mmu_ids"], batch["ar_target"])}
-
-
-def total_loss(out: dict[str, torch.Tensor], dp: DistillParams) -> torch.Tensor:
-    """w_img L_img + w_lm L_lm + w_text (L_text_consistency + ar_multiplier L_ar)."""
-    return (dp.weight_image * out["image"] + dp.weight_lm * out["lm"]
-            + dp.weight_text * (out["consistency"] + dp.ar_multiplier * out["ar"]))
-
-
-class DistillObjective(nn.Module):
-    """Wraps the student; `forward(batch)` returns the stage's losses."""
-
-    def __init__(self, student: ShowoModel, dp: DistillParams):
-        super().__init__()
-        self.student, self.dp = student, dp
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        m, dp = self.student, self.dp
-        out = {}
-        # 1. Image consistency: the student, without CFG, jumps from x_t to its segment's end.
-        logits = m.image_logits(batch["t2i_ids"])                                     # [B, N, codebook]
-        per_pos = soft_cross_entropy(logits, batch["t2i_probs"], batch["t2i_index"])
-        out["image"] = (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)
-        # 2. LM loss on the captions keeps the text head a language model.
-        out["lm"] = lm_loss(m, batch["caption"], batch["caption_len"])
-        # 3-4. Text consistency (x_i towards x_e) and the AR loss on the fixed point, one packed forward.
-        out.update(text_losses(m, batch))
-        out["total"] = total_loss(out, dp)
-        return out
-
-
-class DistillBatches:
-    """Minibatches of trajectory states for one curriculum stage, drawn on the CPU."""
-
-    def __init__(self, trajectories_dir: str | Path, stage: CurriculumStage, dp: DistillParams, cfg):
-        root = Path(trajectories_dir)
-        self.t2i, self.mmu = load_store(root / "t2i", "t2i"), load_store(root / "mmu", "mmu")
-        self.usable = torch.nonzero(~self.mmu["repetitive"].bool() & (self.mmu["answer_len"] > 0)).flatten()
-        if not len(self.t2i.get("codes", [])) or not len(self.usable):
-            raise ValueError(f"{root}: no trajectories to distill from")
-        self.stage, self.dp, self.cfg = stage, dp, cfg
-
-    def draw_text(self, g: torch.Generator) -> dict[str, torch.Tensor]:
-        """`batch_mmu` packed Jacobi rows (`text_targets`)."""
-        mmu_rows = self.usable[torch.randint(0, len(self.usable), (self.dp.batch_mmu,), generator=g)]
-        return text_targets(self.mmu, mmu_rows, self.stage.segments, self.cfg, g)
-
-    def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
-        dp, cfg = self.dp, self.cfg
-        rows = torch.randint(0, len(self.t2i["codes"]), (dp.batch_t2i,), generator=g)
-        T = self.t2i["probs"].shape[1]
-        t = torch.randint(0, T, (dp.batch_t2i,), generator=g)
-        state, masked, probs, index = image_targets(self.t2i, rows, t, self.stage.segments)
-        caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
-        ids = t2i_sequences(caption, caption_len, image_state_ids(state, cfg), cfg)
-        return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
-                "caption": caption, "caption_len": caption_len, **self.draw_text(g)}
-
-
-# --------------------------------------------------------------------------------------------
-# The loop.
-
-
-def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
-    """Linear warmup, then constant (the official student lr is constant)."""
-    return lr * min(1.0, (step + 1) / max(warmup_steps, 1))
-
-
-def lr_at(step: int, dp: DistillParams) -> float:
-    return warmup_lr(step, dp.lr, dp.warmup_steps)
-
-
-def batch_generator(seed: int, process: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + process) * 1_000_003 + step)
+# A stage's identity and budget.
 
 
 def stage_steps(stage: CurriculumStage, dp: DistillParams) -> int:
@@ -273,45 +66,9 @@ def without_budget(signature: dict) -> dict:
     return {**signature, "distill": distill}
 
 
-class ConsistencyTraining:
-    """One consistency stage's training state: the student, its optimizer and its batches. The
-    interface every method offers the stage loop (`distill_stage`): `step`, `save`, `student`."""
-
-    def __init__(self, acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path,
-                 init_dir: str | Path, resume: Path | None = None):
-        self.acc, self.dp = acc, dp
-        student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
-        opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
-        if resume is not None:
-            opt.load_state_dict(read_torch_state(resume / "state.pt", CheckpointError)["optimizer"])
-        self.objective, self.opt = acc.prepare(DistillObjective(student, dp), opt)
-        self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
-
-    def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        acc = self.acc
-        for group in self.opt.param_groups:
-            group["lr"] = lr_at(step, self.dp)
-        batch = {k: v.to(acc.device) for k, v in self.batches.draw(g).items()}
-        with acc.autocast():
-            losses = self.objective(batch)
-        self.opt.zero_grad(set_to_none=True)
-        acc.backward(losses["total"])
-        acc.clip_grad_norm_(self.objective.parameters(), self.dp.grad_clip)
-        self.opt.step()
-        return losses
-
-    def student(self) -> ShowoModel:
-        return self.acc.unwrap_model(self.objective).student
-
-    def save(self, folder: Path) -> None:
-        save_model(self.student(), folder / "model.safetensors")
-        torch.save({"optimizer": self.opt.state_dict()}, folder / "state.pt")
-
-
 def stage_training(acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir, teacher_dir, resume: Path | None):
     """The training state of `stage.method`, from its init_dir or from a checkpoint folder."""
     if stage.method == "dm":
-        from .distribution_matching import DMTraining  # builds on this module (its text losses and batches)
         return DMTraining(acc, stage, dp, trajectories_dir, stage.init_dir, teacher_dir, resume)
     return ConsistencyTraining(acc, stage, dp, trajectories_dir, stage.init_dir, resume)
 

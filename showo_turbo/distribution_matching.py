@@ -6,7 +6,9 @@ per-position distributions can only hedge across layouts. Here the student (the 
 from a noisy state, a fixed fraction `mask_ratio` of [MASK] and random codes elsewhere, so the
 random codes can act as its latent. It is trained on its own samples. One generator update:
 
-1. noisy start (`sampling.noisy_initial_state`), one generator pass: logits at every position;
+1. noisy start (`sampling.noisy_initial_state`), one generator pass: logits at every position
+   (or, with `train_steps` > 1, the generator's own few-step rollout, `student_rollout`: each
+   position keeps the logits of the pass that fixed it);
 2. sample x from those logits (no gradient flows through the sample);
 3. re-mask x at a random ratio (Di[M]O's arccos schedule): x_t;
 4. the frozen teacher with CFG and the auxiliary model predict at x_t: p_teacher, p_aux;
@@ -33,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distill import DistillBatches, total_loss, text_losses, warmup_lr
+from .consistency import DistillBatches, total_loss, text_losses, warmup_lr
 from .io import read_torch_state
 from .model import CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, save_model, t2i_sequences
 from .params import CurriculumStage, DistillParams
-from .sampling import guided_logits, noisy_initial_state
+from .sampling import guided_logits, gumbel_noise, log, noisy_initial_state, tokens_to_remask
 
 # --------------------------------------------------------------------------------------------
 # Small helpers.
@@ -63,6 +65,43 @@ def sample_codes(logits: torch.Tensor, generator: torch.Generator | None = None)
     """One code per position from softmax(logits) [B, N, C] (on the CPU, seeded)."""
     probs = logits.detach().float().cpu().softmax(-1)
     return torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+
+
+def student_rollout(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, start: torch.Tensor,
+                    steps: int, temperature: float, embed_noise: float = 0.0,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's own `steps`-step sample from the noisy `start`, with the sampler's rules
+    (`t2i_generate(init_mask_ratio=...)`, multinomial, Show-o's annealed Gumbel re-masking).
+    Returns (codes [B, N], logits [B, N, C]) where each position's logits are those of the pass
+    that fixed its code, with their graph when grad is on: the matching gradient then reaches
+    every pass, each at the positions it decided. steps = 1 is Di[M]O's one pass."""
+    cfg, dev = model.config, model.device
+    B, N = start.shape
+    codes = torch.full((B, N), -1, dtype=torch.long)
+    decided = None
+    temp = temperature
+    for k in range(steps):
+        # 1. One pass: the noisy start first (every position to predict), then the re-masked sample.
+        state = start if k == 0 else codes
+        ids = t2i_sequences(captions, caption_len, image_state_ids(state, cfg), cfg).to(dev)
+        logits = model.image_logits(ids, None, embed_noise if k == 0 else 0.0, generator)
+        # 2. Sample the open positions; this pass's logits now stand for them.
+        unknown = codes < 0
+        sampled = torch.where(unknown, sample_codes(logits, generator), codes)
+        decided = logits if decided is None else torch.where(unknown.to(dev).unsqueeze(-1), logits, decided)
+        if k == steps - 1:
+            return sampled, decided
+        # 3. Re-mask the least confident open positions (annealed Gumbel noise), as the sampler does.
+        temp = temp * (1 - (k + 1) / steps)
+        probs = logits.detach().float().cpu().softmax(-1)
+        confidence = log(probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1))
+        if temp > 0:
+            confidence = confidence + temp * gumbel_noise(confidence.shape, generator)
+        confidence = torch.where(unknown, confidence, torch.finfo(confidence.dtype).max)
+        n_mask = tokens_to_remask(k, steps, N, unknown.sum(-1))
+        rank = confidence.argsort(-1).argsort(-1)
+        codes = torch.where(rank < n_mask.unsqueeze(-1), -1, sampled)
+    raise ValueError(f"steps must be >= 1, got {steps}")
 
 
 def matching_gradient(p_aux: torch.Tensor, p_teacher: torch.Tensor, masked: torch.Tensor,
@@ -103,11 +142,12 @@ class DMObjective(nn.Module):
         dev = m.device
         caps, lens = batch["caption"].cpu(), batch["caption_len"].cpu()  # bookkeeping on the CPU, as the sampler
         out = {}
-        # 1. One pass from the noisy start: logits at every image position.
-        ids = t2i_sequences(caps, lens, image_state_ids(batch["start"].cpu(), cfg), cfg).to(dev)
-        logits = m.image_logits(ids, None, dm.embed_noise, generator)
-        # 2-3. The generator's own sample, re-masked at a random ratio.
-        x_t, masked = remask(sample_codes(logits, generator), generator)
+        # 1-2. The generator's own sample from the noisy start (one pass, or a few-step rollout) and
+        # the logits that drew each position.
+        x, logits = student_rollout(m, caps, lens, batch["start"].cpu(), int(batch.get("steps", 1)), dm.rollout_temperature,
+                                    dm.embed_noise, generator)
+        # 3. Re-masked at a random ratio.
+        x_t, masked = remask(x, generator)
         # 4. Teacher (with CFG) and auxiliary model at the masked positions; no gradient.
         with torch.no_grad():
             p_teacher = guided_logits(self.teacher, caps, lens, image_state_ids(x_t, cfg), dm.teacher_cfg_scale).softmax(-1)
@@ -175,14 +215,21 @@ class DMTraining:
         start = noisy_initial_state(len(rows), cfg.num_image_tokens, cfg.codebook_size, self.dp.dm.mask_ratio, g)
         return t2i["caption"][rows].long(), t2i["caption_len"][rows].long(), start
 
+    def _rollout_steps(self, g: torch.Generator) -> int:
+        """The generator's step count for this sample, drawn from `distill.dm.train_steps`."""
+        choices = self.dp.dm.train_steps
+        if len(choices) == 1:  # no draw: the one-pass default keeps its random stream
+            return choices[0]
+        return choices[int(torch.randint(0, len(choices), (1,), generator=g))]
+
     @torch.no_grad()
     def _aux_batch(self, g: torch.Generator) -> dict[str, torch.Tensor]:
         """Fresh generator samples, re-masked: the auxiliary model's inputs and targets."""
         caps, lens, start = self._start(g)
-        gen, cfg, dev = self.student_model(), self.cfg, self.acc.device
+        gen, cfg, dev, dm = self.student_model(), self.cfg, self.acc.device, self.dp.dm
         with self.acc.autocast():
-            ids = t2i_sequences(caps, lens, image_state_ids(start, cfg), cfg).to(dev)
-            x = sample_codes(gen.image_logits(ids, None, self.dp.dm.embed_noise, g), g)
+            x, _ = student_rollout(gen, caps, lens, start, self._rollout_steps(g), dm.rollout_temperature,
+                                   dm.embed_noise, g)
         x_t, masked = remask(x, g)
         return {"ids": t2i_sequences(caps, lens, image_state_ids(x_t, cfg), cfg).to(dev), "masked": masked.to(dev),
                 "target": x.to(dev)}
@@ -194,7 +241,8 @@ class DMTraining:
                 group["lr"] = warmup_lr(step, lr, dp.warmup_steps)
         # The generator update.
         caps, lens, start = self._start(g)
-        batch = {"caption": caps, "caption_len": lens, "start": start, **self.batches.draw_text(g)}
+        batch = {"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(self._rollout_steps(g)),
+                 **self.batches.draw_text(g)}
         with acc.autocast():
             losses = self.objective(batch, g)
         self.opt_g.zero_grad(set_to_none=True)

@@ -19,60 +19,17 @@ from typing import Any
 import yaml
 
 from .errors import ShowoError
-from .shapes import PALETTE, SHAPES, WorldSpec
 
 
 class ParamsError(ShowoError, ValueError):
     """A params file is malformed; the message names the file and the dotted key."""
 
 
-def _p(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
-       doc: str = "") -> Any:
+def param(default: Any, *, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+          doc: str = "") -> Any:
+    """A params field: its default, bounds or allowed values and a one-line doc (messages use them)."""
     meta = {"min": min, "max": max, "choices": choices, "doc": doc}
     return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class WorldParams:
-    """The Shapes world, its tokenizers and its datasets (stage `world`)."""
-
-    seed: int = _p(0, min=0, doc="seed of every split and sample")
-    image_size: int = _p(32, min=8, doc="image side in pixels")
-    patch_size: int = _p(4, min=1, doc="image tokenizer patch side in pixels; objects snap to this grid")
-    colours: tuple[str, ...] = _p(("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white"),
-                                  choices=tuple(PALETTE), doc="palette subset")
-    shapes: tuple[str, ...] = _p(("circle", "square", "triangle", "diamond"), choices=SHAPES)
-    object_sizes: tuple[int, ...] = _p((2, 3), min=1, doc="object sides in patches")
-    min_gap: int = _p(1, min=1, doc="empty patches between objects (so components never merge)")
-    max_objects: int = _p(4, min=2, max=5, doc="most objects in a scene (counting goes 2..max)")
-    heldout_caption_fraction: float = _p(0.1, min=0.0, max=0.5, doc="compositional captions kept out of training")
-    train_t2i: int = _p(100_000, min=1, doc="T2I training examples")
-    train_mmu: int = _p(50_000, min=1, doc="MMU training examples")
-    eval_prompts_per_category: int = _p(100, min=1)
-    eval_questions_per_type: int = _p(100, min=1)
-    codebook_fit_images: int = _p(5_000, min=1, doc="training images the patch VQ is fitted on")
-    bootstrap: int = _p(1000, min=0, doc="bootstrap resamples for ShapesEval's 95% interval")
-
-    def spec(self) -> WorldSpec:
-        return WorldSpec(colours=self.colours, shapes=self.shapes, image_size=self.image_size,
-                         patch_size=self.patch_size, object_sizes=self.object_sizes, min_gap=self.min_gap,
-                         max_objects=self.max_objects)
-
-    def check(self) -> list[tuple[str, str]]:
-        """Cross-field problems as (key, message)."""
-        errs = []
-        if self.image_size % self.patch_size:
-            errs.append(("patch_size", f"must divide image_size ({self.image_size}), got {self.patch_size}"))
-            return errs
-        grid = self.image_size // self.patch_size
-        if max(self.object_sizes) > grid:
-            errs.append(("object_sizes", f"objects of {max(self.object_sizes)} patches do not fit a {grid}x{grid} grid"))
-        s, g = min(self.object_sizes), self.min_gap
-        per_row = (grid + g) // (s + g)
-        if per_row * per_row < self.max_objects:
-            errs.append(("max_objects", f"{self.max_objects} objects of {s} patches with gap {g} do not fit a "
-                                        f"{grid}x{grid} grid (at most {per_row * per_row})"))
-        return errs
 
 
 MODEL_PRESETS = ("micro", "small", "base", "showo-256", "showo-512")
@@ -82,43 +39,43 @@ MODEL_PRESETS = ("micro", "small", "base", "showo-256", "showo-512")
 class TeacherTrainParams:
     """The from-scratch recipe (Show-o's objective at Shapes scale). The shipped teacher was trained with these."""
 
-    preset: str = _p("base", choices=MODEL_PRESETS, doc="backbone size (model.PRESETS)")
-    steps: int = _p(2_000, min=1)
-    batch_t2i: int = _p(256, min=1)
-    batch_mmu: int = _p(64, min=1)
-    lr: float = _p(1e-3, min=0.0)
-    warmup_steps: int = _p(200, min=0)
-    min_lr_ratio: float = _p(0.1, min=0.0, max=1.0)
-    weight_decay: float = _p(0.01, min=0.0)
-    grad_clip: float = _p(1.0, min=0.0)
-    cond_dropout: float = _p(0.1, min=0.0, max=1.0, doc="caption dropped for CFG")
-    weight_t2i: float = _p(1.0, min=0.0)
-    weight_mmu: float = _p(1.0, min=0.0)
-    weight_lm: float = _p(0.1, min=0.0)
-    seed: int = _p(0, min=0)
-    checkpoint_every: int = _p(1000, min=1)
-    log_every: int = _p(100, min=1)
-    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="bf16 autocast is ~2x faster on AVX512-BF16 CPUs")
+    preset: str = param("base", choices=MODEL_PRESETS, doc="backbone size (model.PRESETS)")
+    steps: int = param(2_000, min=1)
+    batch_t2i: int = param(256, min=1)
+    batch_mmu: int = param(64, min=1)
+    lr: float = param(1e-3, min=0.0)
+    warmup_steps: int = param(200, min=0)
+    min_lr_ratio: float = param(0.1, min=0.0, max=1.0)
+    weight_decay: float = param(0.01, min=0.0)
+    grad_clip: float = param(1.0, min=0.0)
+    cond_dropout: float = param(0.1, min=0.0, max=1.0, doc="caption dropped for CFG")
+    weight_t2i: float = param(1.0, min=0.0)
+    weight_mmu: float = param(1.0, min=0.0)
+    weight_lm: float = param(0.1, min=0.0)
+    seed: int = param(0, min=0)
+    checkpoint_every: int = param(1000, min=1)
+    log_every: int = param(100, min=1)
+    precision: str = param("bf16", choices=("bf16", "fp32"), doc="bf16 autocast is ~2x faster on AVX512-BF16 CPUs")
 
 
 @dataclass(frozen=True)
 class TeacherEvalParams:
-    steps: tuple[int, ...] = _p((1, 2, 4, 8, 16), min=1)
-    cfg_scales: tuple[float, ...] = _p((2.0, 5.0), min=0.0, doc="besides 0 (no CFG), which is always run")
-    sample: str = _p("multinomial", choices=("multinomial", "argmax"))
-    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature")
-    prompts_per_category: int = _p(100, min=1, doc="at most world.eval_prompts_per_category")
-    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling (bf16 needs AVX512-BF16/AMX on a CPU)")
-    seed: int = _p(0, min=0)
+    steps: tuple[int, ...] = param((1, 2, 4, 8, 16), min=1)
+    cfg_scales: tuple[float, ...] = param((2.0, 5.0), min=0.0, doc="besides 0 (no CFG), which is always run")
+    sample: str = param("multinomial", choices=("multinomial", "argmax"))
+    temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature")
+    prompts_per_category: int = param(100, min=1, doc="at most world.eval_prompts_per_category")
+    precision: str = param("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling (bf16 needs AVX512-BF16/AMX on a CPU)")
+    seed: int = param(0, min=0)
 
 
 @dataclass(frozen=True)
 class TeacherParams:
     """Stage `teacher`: where the teacher comes from, how to train it from scratch, how to score it."""
 
-    source: str = _p("shipped", choices=("shipped", "scratch", "showo"))
-    shipped_dir: str = _p("teacher/shapes-base", doc="folder with model.safetensors + card.json (in git)")
-    showo_dir: str = _p("", doc="local official Show-o checkpoint folder, for source: showo")
+    source: str = param("shipped", choices=("shipped", "scratch", "showo"))
+    shipped_dir: str = param("teacher/shapes-base", doc="folder with model.safetensors + card.json (in git)")
+    showo_dir: str = param("", doc="local official Show-o checkpoint folder, for source: showo")
     train: TeacherTrainParams = field(default_factory=TeacherTrainParams)
     eval: TeacherEvalParams = field(default_factory=TeacherEvalParams)
 
@@ -132,21 +89,21 @@ class TeacherParams:
 class TrajectoryParams:
     """Stage `trajectories`: the teacher decodes training prompts; the store feeds distillation."""
 
-    captions: int = _p(2000, min=1, doc="distinct training captions decoded (at most the world's)")
-    samples_per_caption: int = _p(1, min=1, doc="seeded trajectories per caption (> 1 needs decoding: stochastic)")
-    decoding: str = _p("deterministic", choices=("deterministic", "stochastic"),
+    captions: int = param(2000, min=1, doc="distinct training captions decoded (at most the world's)")
+    samples_per_caption: int = param(1, min=1, doc="seeded trajectories per caption (> 1 needs decoding: stochastic)")
+    decoding: str = param("deterministic", choices=("deterministic", "stochastic"),
                        doc="argmax without Gumbel noise (the paper) or seeded multinomial sampling")
-    steps: int = _p(16, min=1, doc="teacher MaskGIT steps T")
-    cfg_scale: float = _p(2.0, min=0.0)
-    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature of stochastic decoding")
-    top_k: int = _p(16, min=1, doc="teacher distribution kept per masked position (top-k probabilities)")
-    mmu_questions: int = _p(2000, min=0, doc="training questions decoded with Jacobi")
-    block_size: int = _p(16, min=1, doc="Jacobi block n")
-    init: str = _p("prompt", choices=("prompt", "random", "pad"), doc="Jacobi initial guess")
-    batch_size: int = _p(64, min=1)
-    shard_rows: int = _p(512, min=1, doc="rows per shard (a resumed run restarts at the last complete shard)")
-    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="teacher forward passes while decoding")
-    seed: int = _p(0, min=0)
+    steps: int = param(16, min=1, doc="teacher MaskGIT steps T")
+    cfg_scale: float = param(2.0, min=0.0)
+    temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature of stochastic decoding")
+    top_k: int = param(16, min=1, doc="teacher distribution kept per masked position (top-k probabilities)")
+    mmu_questions: int = param(2000, min=0, doc="training questions decoded with Jacobi")
+    block_size: int = param(16, min=1, doc="Jacobi block n")
+    init: str = param("prompt", choices=("prompt", "random", "pad"), doc="Jacobi initial guess")
+    batch_size: int = param(64, min=1)
+    shard_rows: int = param(512, min=1, doc="rows per shard (a resumed run restarts at the last complete shard)")
+    precision: str = param("bf16", choices=("bf16", "fp32"), doc="teacher forward passes while decoding")
+    seed: int = param(0, min=0)
 
     def check(self) -> list[tuple[str, str]]:
         if self.samples_per_caption > 1 and self.decoding == "deterministic":
@@ -162,11 +119,11 @@ DISTILL_METHODS = ("consistency", "dm")
 class CurriculumStage:
     """One distillation stage: its method, segment count and the student it starts from."""
 
-    method: str = _p("consistency", choices=DISTILL_METHODS,
+    method: str = param("consistency", choices=DISTILL_METHODS,
                      doc="consistency (Show-o Turbo's segmented consistency distillation) | dm (noise-input "
                          "distribution matching for images, distill.dm; text keeps the consistency losses)")
-    segments: int = _p(4, min=1, doc="segments the T2I (consistency only) and text trajectories are cut into")
-    init_dir: str = _p("data/teacher", doc="data/teacher, or data/students/<an earlier stage>")
+    segments: int = param(4, min=1, doc="segments the T2I (consistency only) and text trajectories are cut into")
+    init_dir: str = param("data/teacher", doc="data/teacher, or data/students/<an earlier stage>")
 
 
 def _default_stages() -> dict:
@@ -181,17 +138,20 @@ class DistributionMatchingParams:
     """`method: dm` stages (distribution_matching.py): a one-pass generator from a noisy start,
     trained on its own samples against the teacher with CFG through an auxiliary model (Di[M]O)."""
 
-    steps: int = _p(600, min=1, doc="generator updates per dm stage (the budget)")
-    batch_t2i: int = _p(32, min=1, doc="generator samples per step and process")
-    lr: float = _p(1e-4, min=0.0, doc="generator (student) Adam lr")
-    aux_lr: float = _p(3e-4, min=0.0, doc="auxiliary model Adam lr")
-    aux_updates: int = _p(2, min=1, doc="auxiliary updates per generator update (its tracking of the generator)")
-    mask_ratio: float = _p(0.6, min=0.0, max=1.0, doc="fraction of [MASK] in the generator's initial state (rest random codes)")
-    embed_noise: float = _p(0.0, min=0.0, max=1.0, doc="Gaussian noise mixed into the initial state's embeddings")
-    teacher_cfg_scale: float = _p(2.0, min=0.0, doc="guidance of the teacher's target distributions")
-    jeffreys_beta: float = _p(0.0, min=0.0, max=1.0, doc="0 = forward KL gradient, 1 = reverse KL, between = a Jeffreys mix")
-    label_smoothing: float = _p(0.1, min=0.0, max=0.5, doc="of the auxiliary model's cross-entropy")
-    ema_decay: float = _p(0.0, min=0.0, max=1.0, doc="EMA of the generator's weights, saved as the student (0 = off)")
+    steps: int = param(600, min=1, doc="generator updates per dm stage (the budget)")
+    batch_t2i: int = param(32, min=1, doc="generator samples per step and process")
+    lr: float = param(1e-4, min=0.0, doc="generator (student) Adam lr")
+    aux_lr: float = param(3e-4, min=0.0, doc="auxiliary model Adam lr")
+    aux_updates: int = param(2, min=1, doc="auxiliary updates per generator update (its tracking of the generator)")
+    mask_ratio: float = param(0.6, min=0.0, max=1.0, doc="fraction of [MASK] in the generator's initial state (rest random codes)")
+    embed_noise: float = param(0.0, min=0.0, max=1.0, doc="Gaussian noise mixed into the initial state's embeddings")
+    teacher_cfg_scale: float = param(2.0, min=0.0, doc="guidance of the teacher's target distributions")
+    jeffreys_beta: float = param(0.0, min=0.0, max=1.0, doc="0 = forward KL gradient, 1 = reverse KL, between = a Jeffreys mix")
+    label_smoothing: float = param(0.1, min=0.0, max=0.5, doc="of the auxiliary model's cross-entropy")
+    ema_decay: float = param(0.0, min=0.0, max=1.0, doc="EMA of the generator's weights, saved as the student (0 = off)")
+    train_steps: tuple[int, ...] = param((1,), min=1, doc="the generator's step counts in training, one drawn per sample "
+                                      "batch (1 = Di[M]O's one pass; more trains the later passes on its own states)")
+    rollout_temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature of a training rollout (> 1 step)")
 
 
 @dataclass(frozen=True)
@@ -199,22 +159,22 @@ class DistillParams:
     """Segmented consistency distillation: one DVC stage `distill@<name>` per curriculum stage."""
 
     stages: dict[str, CurriculumStage] = field(default_factory=_default_stages)
-    steps: int = _p(300, min=1, doc="optimizer steps per consistency stage (the distillation budget)")
-    batch_t2i: int = _p(32, min=1, doc="T2I trajectory states per step and process")
-    batch_mmu: int = _p(16, min=1, doc="Jacobi states per step and process")
-    lr: float = _p(1e-4, min=0.0)
-    warmup_steps: int = _p(20, min=0)
-    weight_decay: float = _p(0.0, min=0.0)
-    grad_clip: float = _p(1.0, min=0.0)
-    weight_image: float = _p(1.0, min=0.0, doc="image consistency loss")
-    weight_lm: float = _p(0.1, min=0.0, doc="LM loss on the captions")
-    weight_text: float = _p(0.5, min=0.0, doc="text loss = consistency + ar_multiplier * AR")
-    ar_multiplier: float = _p(10.0, min=0.0, doc="AR loss on the teacher's fixed point, inside the text loss")
-    precision: str = _p("bf16", choices=("bf16", "fp32"))
-    seed: int = _p(0, min=0)
-    checkpoint_every: int = _p(50, min=1)
-    log_every: int = _p(10, min=1)
-    eval_steps: tuple[int, ...] = _p((2, 4), min=1, doc="student T2I step counts scored after each stage (no CFG)")
+    steps: int = param(300, min=1, doc="optimizer steps per consistency stage (the distillation budget)")
+    batch_t2i: int = param(32, min=1, doc="T2I trajectory states per step and process")
+    batch_mmu: int = param(16, min=1, doc="Jacobi states per step and process")
+    lr: float = param(1e-4, min=0.0)
+    warmup_steps: int = param(20, min=0)
+    weight_decay: float = param(0.0, min=0.0)
+    grad_clip: float = param(1.0, min=0.0)
+    weight_image: float = param(1.0, min=0.0, doc="image consistency loss")
+    weight_lm: float = param(0.1, min=0.0, doc="LM loss on the captions")
+    weight_text: float = param(0.5, min=0.0, doc="text loss = consistency + ar_multiplier * AR")
+    ar_multiplier: float = param(10.0, min=0.0, doc="AR loss on the teacher's fixed point, inside the text loss")
+    precision: str = param("bf16", choices=("bf16", "fp32"))
+    seed: int = param(0, min=0)
+    checkpoint_every: int = param(50, min=1)
+    log_every: int = param(10, min=1)
+    eval_steps: tuple[int, ...] = param((2, 4), min=1, doc="student T2I step counts scored after each stage (no CFG)")
     dm: DistributionMatchingParams = field(default_factory=DistributionMatchingParams)
 
     def check(self) -> list[tuple[str, str]]:
@@ -231,12 +191,12 @@ class DistillParams:
 class DMArmParams:
     """The `turbo_dm` arm: a `method: dm` student with its own sampler settings."""
 
-    student: str = _p("dm", doc="a distill.stages entry with method dm")
-    mask_ratio: float = _p(0.6, min=0.0, max=1.0, doc="[MASK] fraction of its initial state (as trained)")
-    embed_noise: float = _p(0.0, min=0.0, max=1.0, doc="noise on its initial state's embeddings (as trained)")
+    student: str = param("dm", doc="a distill.stages entry with method dm")
+    mask_ratio: float = param(0.6, min=0.0, max=1.0, doc="[MASK] fraction of its initial state (as trained)")
+    embed_noise: float = param(0.0, min=0.0, max=1.0, doc="noise on its initial state's embeddings (as trained)")
     top_k: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 4: 0, 8: 0, 16: 0},
                                   metadata={"min": 0, "doc": "sampler top-k per step count (0 = off)"})
-    temperature: float = _p(4.5, min=0.0, doc="its Gumbel re-masking temperature (steps after the first)")
+    temperature: float = param(4.5, min=0.0, doc="its Gumbel re-masking temperature (steps after the first)")
 
 
 @dataclass(frozen=True)
@@ -244,22 +204,22 @@ class EvaluateParams:
     """Stage `evaluate`: teacher with and without CFG and the final student, T2I and MMU, on held-out
     prompts and questions (the paper's Tables 1-2)."""
 
-    student: str = _p("seg1", doc="the distill.stages entry scored as `turbo` (normally the last)")
-    steps: tuple[int, ...] = _p((1, 2, 4, 8, 16), min=1, doc="T2I step counts of every arm")
-    teacher_cfg_scale: float = _p(2.0, min=0.0, doc="guidance scale of the teacher_cfg arm")
+    student: str = param("seg1", doc="the distill.stages entry scored as `turbo` (normally the last)")
+    steps: tuple[int, ...] = param((1, 2, 4, 8, 16), min=1, doc="T2I step counts of every arm")
+    teacher_cfg_scale: float = param(2.0, min=0.0, doc="guidance scale of the teacher_cfg arm")
     student_top_k: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0, 4: 0, 8: 0, 16: 0},
                                           metadata={"min": 0, "doc": "student sampler top-k per step count (0 = off)"})
-    prompts_per_category: int = _p(50, min=1, doc="held-out prompts per ShapesEval category")
-    images_per_prompt: int = _p(2, min=1, doc="images per prompt, each with its own seed")
-    sample: str = _p("multinomial", choices=("multinomial", "argmax"))
-    temperature: float = _p(4.5, min=0.0, doc="Gumbel re-masking temperature")
-    block_size: int = _p(16, min=1, doc="Jacobi block n of the MMU arms")
-    precision: str = _p("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling")
-    batch_size: int = _p(64, min=1, doc="prompts per sampling batch")
-    timing_batch: int = _p(16, min=1, doc="images per timed batch (seconds per image)")
-    timing_repeats: int = _p(5, min=1, doc="rounds timing one batch per arm and step count, arms interleaved, after a warm-up (median)")
-    bootstrap: int = _p(1000, min=0)
-    seed: int = _p(0, min=0)
+    prompts_per_category: int = param(50, min=1, doc="held-out prompts per ShapesEval category")
+    images_per_prompt: int = param(2, min=1, doc="images per prompt, each with its own seed")
+    sample: str = param("multinomial", choices=("multinomial", "argmax"))
+    temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature")
+    block_size: int = param(16, min=1, doc="Jacobi block n of the MMU arms")
+    precision: str = param("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling")
+    batch_size: int = param(64, min=1, doc="prompts per sampling batch")
+    timing_batch: int = param(16, min=1, doc="images per timed batch (seconds per image)")
+    timing_repeats: int = param(5, min=1, doc="rounds timing one batch per arm and step count, arms interleaved, after a warm-up (median)")
+    bootstrap: int = param(1000, min=0)
+    seed: int = param(0, min=0)
     turbo_dm: DMArmParams = field(default_factory=DMArmParams)
 
     def check(self) -> list[tuple[str, str]]:
@@ -272,7 +232,7 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class Params:
-    world: WorldParams = field(default_factory=WorldParams)
+    world: Any = field(default=None, metadata={"plugin": "world"})  # the world plug-in's Params (world.kind)
     teacher: TeacherParams = field(default_factory=TeacherParams)
     trajectories: TrajectoryParams = field(default_factory=TrajectoryParams)
     distill: DistillParams = field(default_factory=DistillParams)
@@ -324,6 +284,15 @@ def _check_scalar(value: Any, tp, key: str, meta: dict) -> Any:
     return float(value) if tp is float else value
 
 
+def _world_params_class(data: Any, key: str) -> type:
+    from .worlds import WORLD_KINDS, params_class
+
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in WORLD_KINDS:
+        raise ParamsError(f"{key}.kind: must be one of {', '.join(WORLD_KINDS)}, got {kind!r}")
+    return params_class(kind)
+
+
 def build_dataclass(cls, data: Any, prefix: str = ""):
     """Validate `data` against dataclass `cls`; `prefix` is the dotted key for messages."""
     if not isinstance(data, dict):
@@ -339,6 +308,8 @@ def build_dataclass(cls, data: Any, prefix: str = ""):
         if name not in data:
             raise ParamsError(f"{key}: missing (every key must be given so that DVC tracks it)")
         tp, v = hints[name], data[name]
+        if f.metadata.get("plugin") == "world":  # the section's dataclass is the named world plug-in's
+            tp = _world_params_class(v, key)
         if dataclasses.is_dataclass(tp):
             values[name] = build_dataclass(tp, v, key + ".")
         elif typing.get_origin(tp) is dict and not dataclasses.is_dataclass(typing.get_args(tp)[1]):

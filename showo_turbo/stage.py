@@ -62,7 +62,11 @@ def check_params(parameters: dict[str, Any]) -> None:
 
 def _load_error_classes() -> None:
     """Import the modules that define the project's errors, so that `project_error_names` sees them all."""
-    from . import distill, model, params, shards, teacher, tokenization, world  # noqa: F401
+    from . import distill, model, params, shards, teacher, tokenization  # noqa: F401
+    from .worlds import WORLD_KINDS, world_module
+
+    for kind in WORLD_KINDS:
+        world_module(kind)
 
 
 def execute(notebook: str | Path, report: str | Path, parameters: dict[str, Any], progress: bool = True) -> None:

@@ -11,7 +11,6 @@ steps, and a rerun resumes from the last one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import platform
@@ -28,8 +27,7 @@ from .io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, 
 from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
-from .shapes import CATEGORIES
-from .world import World
+from .worlds import World
 
 
 TrainRecipe = TeacherTrainParams  # the recipe is exactly the params' `teacher.train` group
@@ -39,7 +37,7 @@ def model_config_for(world: World, preset: str) -> ShowoConfig:
     lay = world.layout
     return preset_config(preset, text_size=lay.text_size, codebook_size=lay.codebook_size,
                          num_image_tokens=world.vq.grid_shape[0] * world.vq.grid_shape[1],
-                         max_caption_tokens=world.summary["lengths"]["caption"], sot_id=world.text.sot_id,
+                         max_caption_tokens=world.caption_tokens, sot_id=world.text.sot_id,
                          eot_id=world.text.eot_id)
 
 
@@ -169,15 +167,8 @@ class TeacherMismatchError(ShowoError, RuntimeError):
 
 
 def world_fingerprint(world: World) -> dict:
-    """What a teacher depends on: the text vocabulary, the image codebook and the sequence sizes."""
-    vocab = sorted(world.text.tk.get_vocab().items(), key=lambda kv: kv[1])
-    return {
-        "text_vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
-        "codebook_sha256": hashlib.sha256(world.vq.codebook.tobytes()).hexdigest(),
-        "vocab_size": world.layout.vocab_size,
-        "num_image_tokens": world.vq.grid_shape[0] * world.vq.grid_shape[1],
-        "caption_tokens": world.summary["lengths"]["caption"],
-    }
+    """What a teacher depends on (the world's tokenizers and sequence sizes)."""
+    return world.fingerprint()
 
 
 def hardware() -> dict:
@@ -252,7 +243,7 @@ def scale_key(s: float) -> str:
 def eval_prompts_subset(world: World, per_category: int):
     prompts, _ = world.eval_t2i()
     out = []
-    for c in CATEGORIES:
+    for c in world.categories:
         out += [p for p in prompts if p.category == c][:per_category]
     return out
 
@@ -264,7 +255,7 @@ def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, car
     if (have.vocab_size, have.num_image_tokens, have.max_caption_tokens) != (want.vocab_size, want.num_image_tokens, want.max_caption_tokens):
         raise TeacherMismatchError(
             f"the teacher's vocabulary/sequence sizes ({have.vocab_size}, {have.num_image_tokens} image tokens) do not fit the "
-            f"Shapes world ({want.vocab_size}, {want.num_image_tokens}): ShapesEval can only score a Shapes teacher")
+            f"world ({want.vocab_size}, {want.num_image_tokens}): the world's scorer can only score a teacher of its world")
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scales = [0.0, *[s for s in ep.cfg_scales if s != 0]]
     sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
@@ -321,7 +312,8 @@ def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> Non
             lines.append(f"| {t} | " + " | ".join(f"{row[s]['score']:.3f}" for s in scales) + " |")
         best = max(scales, key=lambda s: metrics["t2i"][f"steps_{steps[-1]}"][s]["score"])
         b = metrics["t2i"][f"steps_{steps[-1]}"][best]
-        lines += ["", f"At {steps[-1]} steps with {best}: " + ", ".join(f"{c} {b[c]:.2f}" for c in CATEGORIES)
+        categories = [c for c in b if c not in ("score", "ci_low", "ci_high", "n_images")]
+        lines += ["", f"At {steps[-1]} steps with {best}: " + ", ".join(f"{c} {b[c]:.2f}" for c in categories)
                   + f" (95% CI {b['ci_low']:.3f}-{b['ci_high']:.3f}).", "",
                   f"MMU answer accuracy (greedy AR, exact match): {metrics['mmu']['accuracy']:.3f} ("
                   + ", ".join(f"{k[9:]} {v:.2f}" for k, v in metrics["mmu"].items() if k.startswith("accuracy_")) + ")."]

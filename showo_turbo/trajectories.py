@@ -208,7 +208,7 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
         raise ValueError(f"trajectories.mmu_questions: {tp.mmu_questions} asked for, the world has {len(m['question'])}")
     idx = torch.randperm(len(m["question"]), generator=torch.Generator().manual_seed(tp.seed))[:tp.mmu_questions]
     length = 4 + model.config.num_image_tokens + m["question"].shape[1]
-    max_new = world.summary["lengths"]["answer"] + 1  # the answer and its <|eot|>
+    max_new = world.answer_tokens + 1  # the answer and its <|eot|>
     writer = ShardWriter(out_dir, "mmu", store_params(model, tp), restart)
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
@@ -240,13 +240,13 @@ def decode_states(world, codes: torch.Tensor, commit_step: torch.Tensor, steps: 
     `start` [N] (-1 = masked) replaces the state before the first step (a noise-input student's start)."""
     import numpy as np
     gh, gw = world.vq.grid_shape
-    p = world.spec.patch_size
     states = torch.stack([state_at(codes.long(), commit_step.long(), k) for k in range(steps + 1)])
     if start is not None:
         states[0] = start.long()
     states = states.view(-1, gh, gw)
     images = world.vq.decode(states.clamp(min=0).numpy())
-    masked = np.kron((states < 0).numpy(), np.ones((p, p), bool))
+    ph, pw = images.shape[1] // gh, images.shape[2] // gw  # pixels per code
+    masked = np.kron((states < 0).numpy(), np.ones((ph, pw), bool))
     images[masked] = mask_rgb
     return images
 

@@ -2,7 +2,7 @@
 
 T2I: the image before each MaskGIT step (still-masked patches in grey), the step at which each token
 was committed and the probability of the chosen token at that step; teacher and student side by
-side, each with its own step count, and the ShapesEval verdict of each final image. Jacobi: a text
+side, each with its own step count, and the world scorer's verdict of each final image. Jacobi: a text
 block across iterations as a token grid, tokens that changed in that pass coloured, fast-forwarded
 (») and stationary (•) tokens marked, teacher vs student iteration counts.
 
@@ -23,11 +23,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .evaluate import ShapesEval, encode_captions
-from .io import atomic_path, load_json
+from .evaluate import encode_captions
+from .io import atomic_path
 from .model import ShowoModel, autocast
 from .sampling import jacobi_generate, t2i_generate
-from .shapes import Prompt
+from .worlds import EvalPrompt
 from .trajectories import decode_states
 
 MASK_RGB = (96, 96, 96)  # not a palette colour, so a still-masked patch is unmistakable
@@ -46,7 +46,7 @@ class T2ITrace:
     frames: np.ndarray       # [T+1, H, W, 3] uint8: the image before each step, then the final one
     commit: np.ndarray       # [gh, gw] step at which each token was committed
     confidence: np.ndarray   # [gh, gw] probability of the final token at its commit step (0 if outside the stored top-k)
-    verdict: bool | None     # ShapesEval on the final image (None: no prompt to check against)
+    verdict: bool | None     # the world's scorer on the final image (None: no prompt to check against)
 
     @property
     def steps(self) -> int:
@@ -62,20 +62,19 @@ def chosen_confidence(codes: torch.Tensor, commit: torch.Tensor, top_probs: torc
 
 
 def t2i_trace(world, label: str, caption: str, codes: torch.Tensor, commit: torch.Tensor, top_probs: torch.Tensor,
-              top_index: torch.Tensor, prompt: Prompt | None = None, start: torch.Tensor | None = None) -> T2ITrace:
+              top_index: torch.Tensor, prompt: EvalPrompt | None = None, start: torch.Tensor | None = None) -> T2ITrace:
     """`start`: a noise-input student's initial state, shown as the frame before the first step."""
     steps = top_probs.shape[0]
     gh, gw = world.vq.grid_shape
     frames = decode_states(world, codes, commit, steps, mask_rgb=MASK_RGB, start=start)
     conf = chosen_confidence(codes, commit, top_probs, top_index).view(gh, gw).numpy()
-    verdict = ShapesEval(world.spec).check(frames[-1], prompt) if prompt is not None else None
+    verdict = world.scorer().check(frames[-1], prompt) if prompt is not None else None
     return T2ITrace(label, caption, frames, commit.view(gh, gw).numpy().astype(int), conf, verdict)
 
 
-def prompt_lookup(world) -> dict[str, Prompt]:
-    """Every caption of the world (train and held out) -> its Prompt, for ShapesEval verdicts."""
-    caps = load_json(Path(world.root) / "captions.json")
-    return {p["text"]: Prompt.from_dict(p) for split in caps.values() for p in split}
+def prompt_lookup(world) -> dict[str, EvalPrompt]:
+    """Every caption of the world (train and held out) -> its prompt, for the scorer's verdicts."""
+    return world.prompts_by_text()
 
 
 def stored_caption(world, store: dict[str, torch.Tensor], row: int) -> str:
@@ -83,7 +82,7 @@ def stored_caption(world, store: dict[str, torch.Tensor], row: int) -> str:
 
 
 def stored_t2i_trace(world, store: dict[str, torch.Tensor], row: int, label: str = "teacher",
-                     prompts: dict[str, Prompt] | None = None) -> T2ITrace:
+                     prompts: dict[str, EvalPrompt] | None = None) -> T2ITrace:
     """Row `row` of a loaded T2I trajectory store (`trajectories.load_store(..., "t2i")`)."""
     caption = stored_caption(world, store, row)
     prompts = prompt_lookup(world) if prompts is None else prompts
@@ -94,7 +93,7 @@ def stored_t2i_trace(world, store: dict[str, torch.Tensor], row: int, label: str
 @torch.no_grad()
 def sampled_t2i_trace(model: ShowoModel, world, caption: str, steps: int, label: str, cfg_scale: float = 0.0,
                       sample: str = "multinomial", temperature: float = 4.5, top_k: int | None = None, seed: int = 0,
-                      precision: str = "fp32", prompt: Prompt | None = None, init_mask_ratio: float | None = None,
+                      precision: str = "fp32", prompt: EvalPrompt | None = None, init_mask_ratio: float | None = None,
                       embed_noise: float = 0.0) -> T2ITrace:
     """A live MaskGIT trajectory of `model` for one caption (from a noisy start with `init_mask_ratio`,
     which is then its first frame)."""
@@ -123,7 +122,7 @@ def t2i_panels(trace: T2ITrace, step: int) -> list[dict]:
 
 
 def t2i_title(trace: T2ITrace, step: int) -> str:
-    verdict = "" if trace.verdict is None else (" · ShapesEval: pass" if trace.verdict else " · ShapesEval: fail")
+    verdict = "" if trace.verdict is None else (" · scorer: pass" if trace.verdict else " · scorer: fail")
     return f"{trace.label}: step {step}/{trace.steps}{verdict}<br><sub>{trace.caption}</sub>"
 
 

@@ -16,7 +16,7 @@ def micro_params():
 
 @pytest.fixture(scope="session")
 def micro_world(micro_params, tmp_path_factory):
-    from showo_turbo.world import build_world
+    from showo_turbo.worlds.shapes import build_world
     return build_world(micro_params.world, tmp_path_factory.mktemp("world"))
 
 

@@ -10,7 +10,7 @@ import torch
 from showo_turbo.benchmark import (MMU_ARMS, MMU_KEYS, T2I_ARMS, arm_images, evaluate_arms, mmu_table,
                                    sample_images, t2i_arms, t2i_table, write_plot_files)
 from showo_turbo.model import ShowoModel
-from showo_turbo.shapes import CATEGORIES
+from showo_turbo.worlds.shapes.scenes import CATEGORIES
 from showo_turbo.teacher import eval_prompts_subset, model_config_for
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from showo_turbo.distill import distill_stage, image_targets, segment_end_of, text_targets
+from showo_turbo.consistency import image_targets, segment_end_of, text_targets
+from showo_turbo.distill import distill_stage
 from showo_turbo.model import load_model
 from showo_turbo.params import CurriculumStage
 from showo_turbo.teacher import model_config_for
@@ -86,7 +87,7 @@ def _separate_sequences(out: dict, b: int, n: int) -> tuple[torch.Tensor, torch.
 def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro_params):
     """The packed forward gives the losses that three separate forwards (each with the plain MMU mask)
     give: the consistency loss on (before + x_i, before + x_e) and the AR loss on prompt + answer."""
-    from showo_turbo.distill import DistillBatches, DistillObjective, soft_cross_entropy
+    from showo_turbo.consistency import DistillBatches, DistillObjective, soft_cross_entropy
     from showo_turbo.model import mmu_attention_mask
 
     student = load_model(workdir / "data" / "teacher" / "model.safetensors")

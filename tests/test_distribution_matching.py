@@ -14,7 +14,7 @@ import torch
 
 from showo_turbo.distill import distill_stage
 import showo_turbo.distribution_matching as dmod
-from showo_turbo.distribution_matching import DMObjective, DMTraining, remask, sample_codes
+from showo_turbo.distribution_matching import DMObjective, DMTraining, remask, sample_codes, student_rollout
 from showo_turbo.model import ShowoModel, load_model, omni_attention_mask, save_model, t2i_sequences
 from showo_turbo.params import CurriculumStage
 from showo_turbo.sampling import noisy_initial_state, t2i_generate, tokens_to_remask
@@ -67,6 +67,37 @@ def test_sampler_from_the_noisy_start_follows_the_schedule(micro_world):
     a = t2i_generate(model, caps, lens, steps=2, generator=torch.Generator().manual_seed(3), init_mask_ratio=0.6)
     b = t2i_generate(model, caps, lens, steps=2, generator=torch.Generator().manual_seed(4), init_mask_ratio=0.6)
     assert not torch.equal(a.codes, b.codes)
+
+
+def test_student_rollout_is_the_samplers_walk_with_each_positions_deciding_logits(micro_world):
+    """The training rollout draws what `t2i_generate` draws from the same noisy start and seed, and
+    each position carries the logits of the pass that fixed it (its commit step in the sampler's
+    trajectory), with the graph back to the model."""
+    torch.manual_seed(0)
+    model = ShowoModel(model_config_for(micro_world, "micro")).eval()
+    cfg = model.config
+    N, B = cfg.num_image_tokens, 6
+    caps, lens = torch.randint(0, 10, (B, 5)), torch.tensor([5, 3, 4, 5, 2, 5])
+    for steps in (1, 2, 4):
+        ref = t2i_generate(model, caps, lens, steps=steps, generator=torch.Generator().manual_seed(3), init_mask_ratio=0.6,
+                           temperature=4.5, return_trajectory=True, prompt_cache=False)
+        g = torch.Generator().manual_seed(3)
+        start = noisy_initial_state(B, N, cfg.codebook_size, 0.6, g)
+        codes, logits = student_rollout(model, caps, lens, start, steps, 4.5, generator=g)
+        assert torch.equal(start, ref.trajectory.states[0]) and torch.equal(codes, ref.codes)
+        assert logits.requires_grad and logits.shape == (B, N, cfg.codebook_size)
+        for k in range(steps):  # the pass-k logits, recomputed from the sampler's state before step k
+            state = ref.trajectory.states[k]
+            ids = t2i_sequences(caps, lens, torch.where(state < 0, cfg.layout.mask_id, state + cfg.layout.code_offset), cfg)
+            with torch.no_grad():
+                pass_k = model.image_logits(ids)
+            here = ref.trajectory.commit_step == k
+            assert here.any()
+            assert torch.allclose(logits.detach()[here], pass_k[here], atol=1e-5)
+            if steps > 1:
+                assert not torch.allclose(logits.detach()[~here], pass_k[~here], atol=1e-3)
+    with pytest.raises(ValueError, match="steps"):
+        student_rollout(model, caps, lens, start, 0, 4.5)
 
 
 def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_world, micro_params, monkeypatch):
@@ -148,7 +179,7 @@ def test_auxiliary_model_learns_the_generators_samples_not_the_teachers(workdir,
 def test_dm_stage_resumes_bit_identically(workdir, micro_params, monkeypatch):
     monkeypatch.chdir(workdir)
     dp = micro_params.distill
-    assert dp.dm.ema_decay > 0 and dp.dm.embed_noise > 0  # the micro params exercise both
+    assert dp.dm.ema_decay > 0 and dp.dm.embed_noise > 0 and max(dp.dm.train_steps) > 1  # the micro params exercise all three
     full = distill_stage(DM, dp, "data/trajectories", workdir / "full", cpu=True, progress=False)
     assert full["step"] == dp.dm.steps
     assert {"image", "aux", "tv_aux_teacher", "lm", "consistency", "ar", "total"} == set(full["losses"]["process_0"])

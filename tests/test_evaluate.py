@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from showo_turbo.evaluate import ShapesEval
-from showo_turbo.shapes import Obj, ObjectSpec, Prompt, WorldSpec, render
+from showo_turbo.worlds.shapes import ShapesEval
+from showo_turbo.worlds.shapes.scenes import Obj, ObjectSpec, Prompt, WorldSpec, render
 
 SPEC = WorldSpec()
 EVAL = ShapesEval(SPEC)

@@ -10,7 +10,7 @@ import pytest
 
 from showo_turbo.params import load_params
 from showo_turbo.scratch import make_scratch_copy
-from showo_turbo.shapes import CATEGORIES
+from showo_turbo.worlds.shapes.scenes import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -132,7 +132,7 @@ def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
     for arm in MMU_ARMS:
         assert all(isinstance(m["mmu"][arm][k], float) for k in MMU_KEYS)
     plots = json.loads(run([BIN / "dvc", "plots", "show", "--json"], micro_repo).stdout)
-    assert {"ShapesEval vs steps", "seconds per image vs steps"} <= set(plots["data"])
+    assert {"score vs steps", "seconds per image vs steps"} <= set(plots["data"])
     assert (micro_repo / "data" / "evaluate" / "samples.png").is_file()
     page = micro_repo / "reports" / "05_explore.html"
     assert page.is_file() and "Plotly.newPlot(" in page.read_text()

@@ -5,8 +5,8 @@ import collections
 import numpy as np
 import pytest
 
-from showo_turbo.evaluate import ShapesEval
-from showo_turbo.shapes import (CATEGORIES, Obj, WorldSpec, caption_space, describe, place_objects, questions_for,
+from showo_turbo.worlds.shapes import ShapesEval
+from showo_turbo.worlds.shapes.scenes import (CATEGORIES, Obj, WorldSpec, caption_space, describe, place_objects, questions_for,
                                 random_scene, relations_between, render, scene_for_prompt, shape_mask, split_captions)
 
 SPEC = WorldSpec()
@@ -82,7 +82,7 @@ def test_scene_for_every_kind_of_prompt_satisfies_it_exactly():
 
 
 def test_layout_error_when_impossible():
-    from showo_turbo.shapes import LayoutError
+    from showo_turbo.worlds.shapes.scenes import LayoutError
     with pytest.raises(LayoutError, match="could not place"):
         place_objects([("square", "red")] * 5, WorldSpec(object_sizes=(3,)), np.random.default_rng(0), tries=20)
 

@@ -17,7 +17,7 @@ from showo_turbo.model import PRESETS, load_model
 from showo_turbo.params import load_params
 from showo_turbo.sampling import ar_generate, jacobi_generate
 from showo_turbo.teacher import check_card_fits_world, read_card
-from showo_turbo.world import build_world
+from showo_turbo.worlds.shapes import build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / load_params(ROOT / "params.yaml").teacher.shipped_dir

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from showo_turbo.evaluate import ShapesEval
+from showo_turbo.worlds.shapes import ShapesEval
 from showo_turbo.io import load_json
-from showo_turbo.shapes import CATEGORIES, QUESTION_TYPES, caption_space, render_batch, scene_key
-from showo_turbo.world import (World, WorldFileError, check_world_metrics, load_tensors, mismatched_prompts,
+from showo_turbo.worlds.shapes.scenes import CATEGORIES, QUESTION_TYPES, caption_space, render_batch, scene_key
+from showo_turbo.worlds.shapes.world import (ShapesWorld, WorldFileError, check_world_metrics, load_tensors, mismatched_prompts,
                                world_metrics)
 
 
@@ -62,13 +62,13 @@ def test_eval_sets_are_balanced(micro_world, micro_params):
 
 
 def test_world_reloads_identically(micro_world):
-    w = World.load(micro_world.root)
+    w = ShapesWorld.load(micro_world.root)
     assert w.layout == micro_world.layout and w.params == micro_world.params
     assert w.text.encode("a red circle") == micro_world.text.encode("a red circle")
 
 
 def test_same_seed_same_world(micro_world, micro_params, tmp_path):
-    from showo_turbo.world import build_world
+    from showo_turbo.worlds.shapes import build_world
     again = build_world(micro_params.world, tmp_path)
     for name in ("t2i_train", "mmu_train"):
         a, b = getattr(micro_world, name)(), getattr(again, name)()
@@ -106,4 +106,4 @@ def test_corrupt_or_foreign_dataset_files_are_refused(micro_world, tmp_path):
         load_tensors(tmp_path / "nope.safetensors", "t2i")
     (tmp_path / "world.json").write_text('{"format": "something-else"}')
     with pytest.raises(WorldFileError, match="world.json: format 'something-else'"):
-        World.load(tmp_path)
+        ShapesWorld.load(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from showo_turbo.distill import batch_generator
+from showo_turbo.consistency import batch_generator
 from showo_turbo.distribution_matching import DMTraining
 from showo_turbo.params import CurriculumStage, load_params
 

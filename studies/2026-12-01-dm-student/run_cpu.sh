@@ -45,3 +45,13 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-D --trajectories runs
     --milestones 150,300 > runs/dm-D.log 2>&1
 cp runs/dm-D/summary.json studies/2026-12-01-dm-student/summary_D.json
 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-D/students/dm/model.safetensors
+# 9. Run E (third session): the generator trained on its own few-step rollouts, train_steps drawn
+#    from 1 / 2 / 4 per update (distribution_matching.student_rollout), from the teacher.
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-E --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set "distill.dm.train_steps=[1, 2, 4]" \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 150,300,450,600 > runs/dm-E.log 2>&1
+cp runs/dm-E/summary.json studies/2026-12-01-dm-student/summary_E.json
+python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-E/students/dm/model.safetensors

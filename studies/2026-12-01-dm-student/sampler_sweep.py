@@ -10,7 +10,7 @@ import argparse
 from showo_turbo.evaluate import t2i_sweep
 from showo_turbo.model import load_model
 from showo_turbo.teacher import eval_prompts_subset
-from showo_turbo.world import World
+from showo_turbo.worlds import load_world
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--per-category", type=int, default=50)
     ap.add_argument("--mask-ratio", type=float, default=0.6)
     args = ap.parse_args()
-    world = World.load(args.world)
+    world = load_world(args.world)
     model = load_model(args.student).eval()
     prompts = eval_prompts_subset(world, args.per_category)
     for label, kw in (("multinomial", {"sample": "multinomial"}), ("top-k 8", {"sample": "multinomial", "top_k": 8}),

@@ -2,7 +2,7 @@
 
 Everything here is exact: a scene is a list of objects on the image tokenizer's patch grid, the
 renderer draws it with fixed templates, and captions are built from a structured `Prompt` that the
-scorer (`evaluate.ShapesEval`) checks with GenEval's rules. Objects never overlap and keep at
+scorer (`scorer.ShapesEval`) checks with GenEval's rules. Objects never overlap and keep at
 least `min_gap` empty patches between them, so connected components recover them exactly.
 
 Caption categories follow GenEval: single_object, two_object, counting, colors, position,

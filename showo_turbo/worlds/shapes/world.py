@@ -15,29 +15,29 @@ Layout of the world folder (`data/world/` by default):
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .errors import ShowoError
-from .evaluate import ShapesEval
-from .io import load_json, read_safetensors, save_json, write_safetensors
-from .params import ParamsError, WorldParams, build_dataclass, to_dict
-from .shapes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
+from ...io import load_json, read_safetensors, save_json, write_safetensors
+from ...params import ParamsError, build_dataclass, to_dict
+from ...tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
+from .. import WorldFileError
+from .params import WorldParams
+from .patch_vq import PatchVQ
+from .scenes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
                      random_scene, render_batch, scene_for_prompt, scene_key, split_captions, vocabulary)
-from .tokenization import PatchVQ, TextTokenizer, VocabLayout, reconstruction_report
+from .scorer import ShapesEval
 
 WORLD_FORMAT = "showo-turbo/world/1"
 CHUNK = 4096  # images rendered and encoded at a time (bounded memory)
-
-
-class WorldFileError(ShowoError, ValueError):
-    """A world file is missing, corrupt or was built by something else."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,17 +103,6 @@ def scene_from_list(items) -> Scene:
     return tuple(Obj(str(s), str(c), int(z), int(r), int(q)) for s, c, z, r, q in items)
 
 
-def pad_tokens(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    out = torch.full((len(seqs), length), pad_id, dtype=torch.int32)
-    lens = torch.zeros(len(seqs), dtype=torch.int32)
-    for i, s in enumerate(seqs):
-        if len(s) > length:
-            raise ValueError(f"sequence of {len(s)} tokens exceeds length {length}")
-        out[i, :len(s)] = torch.tensor(s, dtype=torch.int32)
-        lens[i] = len(s)
-    return out, lens
-
-
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, kind: str) -> None:
     write_safetensors(tensors, path, {"format": f"{WORLD_FORMAT}/{kind}", "rows": str(len(next(iter(tensors.values()))))})
 
@@ -135,8 +124,9 @@ def load_tensors(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
 
 
 @dataclass
-class World:
-    """A built world folder: spec, tokenizers, layout and held-out evaluation sets."""
+class ShapesWorld:
+    """A built Shapes world folder: spec, tokenizers, layout and held-out evaluation sets (the
+    `worlds.World` protocol)."""
 
     root: Path
     params: WorldParams
@@ -147,7 +137,7 @@ class World:
     summary: dict
 
     @classmethod
-    def load(cls, root: str | Path) -> "World":
+    def load(cls, root: str | Path) -> "ShapesWorld":
         root = Path(root)
         path = root / "world.json"
         if not path.is_file():
@@ -156,12 +146,46 @@ class World:
         if summary.get("format") != WORLD_FORMAT:
             raise WorldFileError(f"{path}: format {summary.get('format')!r}, expected {WORLD_FORMAT!r}")
         try:
-            wp = build_dataclass(WorldParams, summary["params"], "world.")
+            # a folder written before worlds were plug-ins has no `kind`; its format says Shapes
+            wp = build_dataclass(WorldParams, {"kind": "shapes", **summary["params"]}, "world.")
         except ParamsError as e:
             raise WorldFileError(f"{path}: {e}") from None
         text = TextTokenizer.load(root / "text_tokenizer.json")
         vq = PatchVQ.load(root / "image_tokenizer.safetensors")
         return cls(root, wp, wp.spec(), text, vq, VocabLayout(text.text_size, vq.codebook_size), summary)
+
+    @property
+    def caption_tokens(self) -> int:
+        return self.summary["lengths"]["caption"]
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.summary["lengths"]["answer"]
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return CATEGORIES
+
+    def scorer(self) -> ShapesEval:
+        return ShapesEval(self.spec)
+
+    def images_of(self, scenes: Sequence[Scene]) -> np.ndarray:
+        """The scenes of `eval_t2i` / `eval_mmu`, rendered."""
+        return render_batch(scenes, self.spec)
+
+    def prompts_by_text(self) -> dict[str, Prompt]:
+        """Every caption of the world (train and held out) -> its structured prompt."""
+        caps = load_json(self.root / "captions.json")
+        return {p["text"]: Prompt.from_dict(p) for split in caps.values() for p in split}
+
+    def fingerprint(self) -> dict:
+        """The tokenizers' contents and the lengths a teacher of this world is built for."""
+        vocab = sorted(self.text.tk.get_vocab().items(), key=lambda kv: kv[1])
+        return {"text_vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+                "codebook_sha256": hashlib.sha256(self.vq.codebook.tobytes()).hexdigest(),
+                "vocab_size": self.layout.vocab_size,
+                "num_image_tokens": self.vq.grid_shape[0] * self.vq.grid_shape[1],
+                "caption_tokens": self.caption_tokens}
 
     def t2i_train(self) -> dict[str, torch.Tensor]:
         return load_tensors(self.root / "t2i_train.safetensors", "t2i")
@@ -203,7 +227,7 @@ def _encode_scenes(scenes: Sequence[Scene], spec: WorldSpec, vq: PatchVQ, desc: 
     return torch.from_numpy(codes).to(torch.int32)
 
 
-def build_world(wp: WorldParams, out_dir: str | Path) -> World:
+def build_world(wp: WorldParams, out_dir: str | Path) -> ShapesWorld:
     """Sample the world's splits, fit its tokenizers and write every file listed in the module doc."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,7 +330,7 @@ def build_world(wp: WorldParams, out_dir: str | Path) -> World:
                    "eval_mmu": len(ev_questions)},
     }
     save_json(summary, out / "world.json")
-    return World(out, wp, spec, text, vq, layout, summary)
+    return ShapesWorld(out, wp, spec, text, vq, layout, summary)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +346,7 @@ def mismatched_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
     return out
 
 
-def world_metrics(world: World) -> dict:
+def world_metrics(world: ShapesWorld) -> dict:
     """ShapesEval on held-out reference scenes: rendered, tokenizer round trip, against another
     scene's caption, and all-black. Plus the tokenizer's reconstruction error."""
     prompts, scenes = world.eval_t2i()
@@ -343,25 +367,6 @@ def world_metrics(world: World) -> dict:
             "vocab_size": world.layout.vocab_size}
 
 
-def sample_grid(images: np.ndarray, captions: Sequence[str], scale: int = 4, cols: int = 6, label_h: int = 28) -> Image.Image:
-    """Upscaled images in a grid with their (wrapped) captions underneath."""
-    n, h, w = len(images), images.shape[1] * scale, images.shape[2] * scale
-    cell_w = max(w, 150)
-    rows = (n + cols - 1) // cols
-    grid = Image.new("RGB", (cols * cell_w, rows * (h + label_h)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for i, (im, cap) in enumerate(zip(images, captions)):
-        x, y = (i % cols) * cell_w, (i // cols) * (h + label_h)
-        grid.paste(Image.fromarray(im).resize((w, h), Image.NEAREST), (x + (cell_w - w) // 2, y))
-        words, lines = cap.split(), [""]
-        for word in words:
-            if len(lines[-1]) + len(word) > 24:
-                lines.append("")
-            lines[-1] = (lines[-1] + " " + word).strip()
-        draw.multiline_text((x + 2, y + h + 1), "\n".join(lines[:2]), fill=(0, 0, 0), spacing=1)
-    return grid
-
-
 # Thresholds the world stage must meet for ShapesEval to be a trustworthy judge of this world.
 WORLD_CHECKS = {"ground_truth": (">=", 0.99), "reconstructed": (">=", 0.97), "mismatched": ("<=", 0.2), "blank": ("==", 0.0)}
 
@@ -375,3 +380,14 @@ def check_world_metrics(metrics: dict) -> None:
             bad.append(f"shapes_eval.{arm}.score = {v:.3f}, needs {op} {bound}")
     if bad:
         raise RuntimeError("ShapesEval cannot judge this world: " + "; ".join(bad))
+
+
+def load_world(root: str | Path) -> ShapesWorld:
+    return ShapesWorld.load(root)
+
+
+def preview(world: ShapesWorld, per_category: int = 2) -> tuple[np.ndarray, list[str]]:
+    """Reference images of the first held-out prompts of each category, with their captions."""
+    prompts, scenes = world.eval_t2i()
+    pick = [i for c in CATEGORIES for i in [j for j, p in enumerate(prompts) if p.category == c][:per_category]]
+    return render_batch([scenes[i] for i in pick], world.spec), [prompts[i].text for i in pick]
