@@ -134,17 +134,24 @@ def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequ
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True) -> dict:
-    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images}}}."""
+def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True,
+                 export_dir: str | Path | None = None) -> dict:
+    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images}}}.
+    A world without a scorer gets no score keys (nothing is guessed); with `export_dir` and a world
+    that exports (`world.export_images`, e.g. GenEval's layout), each arm's images at each step count
+    go to `<export_dir>/<arm>/steps_<T>/`."""
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
     scorer = world.scorer()
+    export = getattr(world, "export_images", None) if export_dir is not None else None
     out: dict = {}
     grid = [(arm, t) for arm in arms for t in ep.steps]
     for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
         images = arm_images(arm, world, prompts, t, ep)
-        row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict()
+        row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict() if scorer is not None else {}
         row["images"] = len(images)
+        if export is not None:
+            export(images, prompts, ep.images_per_prompt, Path(export_dir) / arm.name / f"steps_{t}")
         out.setdefault(arm.name, {})[f"steps_{t}"] = row
     for t in tqdm(ep.steps, desc="timing", disable=not progress):
         for name, seconds in seconds_per_image(arms, world, prompts, t, ep).items():
@@ -187,11 +194,11 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
 
 
 def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  progress: bool = True, dm_student: ShowoModel | None = None) -> dict:
+                  progress: bool = True, dm_student: ShowoModel | None = None, export_dir: str | Path | None = None) -> dict:
     """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
     and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios.
-    Without `dm_student` the turbo_dm arms are left out."""
-    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student), world, ep, progress)
+    Without `dm_student` the turbo_dm arms are left out; `export_dir` as evaluate_t2i's."""
+    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student), world, ep, progress, export_dir)
     mmu = evaluate_mmu(teacher, student, world, ep, dm_student)
     return {"t2i": t2i, "mmu": mmu, "summary": headline(t2i, mmu, ep)}
 
@@ -202,13 +209,16 @@ def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
     per token relative to the teacher's."""
     most = f"steps_{max(ep.steps)}"
     ref = t2i["teacher_cfg"][most]
-    out: dict = {"teacher_cfg_reference": {"steps": max(ep.steps), "score": ref["score"]}}
+    scored = "score" in ref  # a world without a scorer: speed-ups only
+    out: dict = {"teacher_cfg_reference": {"steps": max(ep.steps), "score": ref.get("score")}}
     for arm in (a for a in STUDENT_ARMS if a in t2i):
         for t in ep.steps:
             s = t2i[arm][f"steps_{t}"]
-            out[f"{arm}_steps_{t}"] = {"score_minus_reference": s["score"] - ref["score"],
-                                       "score_ratio_to_reference": s["score"] / ref["score"] if ref["score"] else 0.0,
-                                       "speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
+            row = {"speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
+            if scored:
+                row = {"score_minus_reference": s["score"] - ref["score"],
+                       "score_ratio_to_reference": s["score"] / ref["score"] if ref["score"] else 0.0, **row}
+            out[f"{arm}_steps_{t}"] = row
     out["mmu"] = {}
     for arm in (a for a in STUDENT_ARMS if f"{a}_jacobi" in mmu):
         r = mmu[f"{arm}_jacobi"]
@@ -227,8 +237,8 @@ def t2i_table(metrics: dict):
     rows = []
     for arm, by_steps in metrics["t2i"].items():
         for key, r in by_steps.items():
-            rows.append({"arm": arm, "steps": int(key.split("_")[1]), "score": r["score"], "ci_low": r["ci_low"],
-                         "ci_high": r["ci_high"], **{c: r[c] for c in r if c not in NOT_CATEGORIES}, "s/image": r["seconds_per_image"],
+            rows.append({"arm": arm, "steps": int(key.split("_")[1]), "score": r.get("score"), "ci_low": r.get("ci_low"),
+                         "ci_high": r.get("ci_high"), **{c: r[c] for c in r if c not in NOT_CATEGORIES}, "s/image": r["seconds_per_image"],
                          "s/image batch 1": r["seconds_per_image_batch1"]})
     return pd.DataFrame(rows).set_index(["arm", "steps"])
 
@@ -241,7 +251,7 @@ def mmu_table(metrics: dict):
 def plot_rows(metrics: dict, field: str) -> list[dict]:
     """Wide rows `{steps, <arm>...}` of one T2I field, for a DVC plot."""
     steps = sorted({int(k.split("_")[1]) for r in metrics["t2i"].values() for k in r})
-    return [{"steps": t, **{arm: metrics["t2i"][arm][f"steps_{t}"][field] for arm in metrics["t2i"]}} for t in steps]
+    return [{"steps": t, **{arm: metrics["t2i"][arm][f"steps_{t}"].get(field) for arm in metrics["t2i"]}} for t in steps]
 
 
 def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:

@@ -175,7 +175,7 @@ def evaluate_student(student: ShowoModel, teacher: ShowoModel, world, dp: Distil
     s = mmu_eval(student, world, "jacobi", block_size=block_size, precision=ep.precision)
     t = mmu_eval(teacher, world, "jacobi", block_size=block_size, precision=ep.precision)
     keep = ("accuracy", "forwards_per_token", "tokens_per_second")
-    return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in steps},
+    return {"t2i": {f"steps_{T}": sweep[f"steps_{T}.cfg_0"] for T in steps if sweep},  # {}: the world has no scorer
             "mmu": {k: s[k] for k in keep}, "teacher": {k: t[k] for k in keep}, "train": {"minutes": minutes}}
 
 

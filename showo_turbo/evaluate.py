@@ -46,9 +46,12 @@ def generate_images(model, world: World, prompts: Sequence[EvalPrompt], steps: i
 
 def t2i_sweep(model, world: World, prompts: Sequence[EvalPrompt], steps: Sequence[int], cfg_scales: Sequence[float],
               bootstrap: int = 1000, seed: int = 0, progress: bool = True, **sampler) -> dict[str, dict]:
-    """{'steps_<T>.cfg_<s>': the world scorer's dict} for every step count and CFG scale."""
+    """{'steps_<T>.cfg_<s>': the world scorer's dict} for every step count and CFG scale; {} for a
+    world without a scorer (no images are drawn then)."""
     from tqdm.auto import tqdm
     scorer = world.scorer()
+    if scorer is None:
+        return {}
     out = {}
     grid = [(t, s) for t in steps for s in cfg_scales]
     for t, s in tqdm(grid, desc="T2I sweep", disable=not progress):
@@ -65,7 +68,7 @@ def mmu_prompts(world: World, questions, images, cfg):
     from .sampling import left_pad
     codes = torch.from_numpy(world.vq.encode(world.images_of(images))).view(len(questions), -1)
     prefix = mmu_prefix(codes + world.layout.code_offset, cfg)
-    rows = [torch.cat([prefix[i], torch.tensor(world.text.encode(q.question), dtype=torch.long)]) for i, q in enumerate(questions)]
+    rows = [torch.cat([prefix[i], torch.tensor(world.question_ids(q.question), dtype=torch.long)]) for i, q in enumerate(questions)]
     return left_pad(rows, world.layout.pad_id)
 
 

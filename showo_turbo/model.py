@@ -414,6 +414,44 @@ def load_model(path: str | Path) -> ShowoModel:
     return model.eval()
 
 
+# Phi-1.5's published backbone (microsoft/phi-1_5 config.json), for a Show-o folder without a local Phi config.
+PHI_15 = dict(hidden_size=2048, num_layers=24, num_heads=32, intermediate_size=8192, max_position_embeddings=2048,
+              partial_rotary_factor=0.5, rope_theta=10000.0, layer_norm_eps=1e-5)
+PHI_KEYS = {"hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
+            "intermediate_size": "intermediate_size", "max_position_embeddings": "max_position_embeddings",
+            "partial_rotary_factor": "partial_rotary_factor", "rope_theta": "rope_theta", "layer_norm_eps": "layer_norm_eps"}
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON file ({e})") from None
+
+
+def official_showo_config(folder: str | Path, llm_dir: str | Path | None, max_caption_tokens: int, sot_id: int,
+                          eot_id: int) -> ShowoConfig:
+    """The config of an official Show-o folder: vocabulary and image sizes from its `config.json`
+    (`llm_vocab_size`, `codebook_size`, `num_vq_tokens`), the backbone from the `config.json` of a
+    local phi-1_5 folder `llm_dir` (Show-o's own names a hub id, which is never fetched; without one,
+    Phi-1.5's published sizes), the caption length and <|sot|> / <|eot|> from the world."""
+    folder = Path(folder)
+    conf_path = folder / "config.json"
+    if not conf_path.is_file():
+        raise CheckpointError(f"{conf_path}: not found (expected an official Show-o folder: config.json + pytorch_model.safetensors)")
+    conf = _json_file(conf_path)
+    backbone = dict(PHI_15)
+    if llm_dir:
+        phi_path = Path(llm_dir) / "config.json"
+        if not phi_path.is_file():
+            raise CheckpointError(f"{phi_path}: not found (the phi-1_5 folder's config.json gives the backbone sizes)")
+        phi = _json_file(phi_path)
+        backbone.update({ours: phi[theirs] for theirs, ours in PHI_KEYS.items() if theirs in phi})
+    return ShowoConfig(text_size=int(conf.get("llm_vocab_size", 50295)), codebook_size=int(conf.get("codebook_size", 8192)),
+                       num_image_tokens=int(conf.get("num_vq_tokens", 256)), max_caption_tokens=max_caption_tokens,
+                       sot_id=sot_id, eot_id=eot_id, **backbone)
+
+
 def load_official_showo(folder: str | Path, cfg: ShowoConfig | None = None) -> ShowoModel:
     """An official Show-o checkpoint folder: `config.json` + `pytorch_model.safetensors`, names `showo.*`."""
     folder = Path(folder)

@@ -76,6 +76,8 @@ class TeacherParams:
     source: str = param("shipped", choices=("shipped", "scratch", "showo"))
     shipped_dir: str = param("teacher/shapes-base", doc="folder with model.safetensors + card.json (in git)")
     showo_dir: str = param("", doc="local official Show-o checkpoint folder, for source: showo")
+    showo_llm_dir: str = param("", doc="local phi-1_5 folder whose config.json gives the backbone sizes "
+                                       "(source: showo; empty: Phi-1.5's published sizes)")
     train: TeacherTrainParams = field(default_factory=TeacherTrainParams)
     eval: TeacherEvalParams = field(default_factory=TeacherEvalParams)
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .evaluate import mmu_eval, t2i_sweep
 from .errors import ShowoError
 from .io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
-from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, lm_loss, mask_image_tokens, mmu_loss,
+from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
 from .worlds import World
@@ -199,6 +199,15 @@ def check_card_fits_world(card: dict, world: World, where: str) -> None:
             f"{', '.join(changed) or 'none'}). Restore those params, or set teacher.source: scratch to train a new teacher.")
 
 
+def check_config_fits_world(cfg: ShowoConfig, world: World, where: str) -> None:
+    """The model's vocabulary and image grid must be the world's tokenizers'."""
+    want = model_config_for(world, "micro")
+    have = {k: getattr(cfg, k) for k in ("text_size", "codebook_size", "num_image_tokens")}
+    need = {k: getattr(want, k) for k in have}
+    if have != need:
+        raise TeacherMismatchError(f"{where}: sizes {have} do not fit the world's tokenizers {need}")
+
+
 def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpoint_dir: str | Path, live=None) -> tuple[ShowoModel, dict]:
     """The teacher named by `tp.source`, saved as `out_dir/model.safetensors` with `out_dir/card.json`."""
     out = Path(out_dir)
@@ -212,8 +221,12 @@ def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpo
         history = [json.loads(line) for line in open(Path(checkpoint_dir) / "history.jsonl")]
         card = make_card(world, tp.train, prog, history)
     elif tp.source == "showo":
-        model = load_official_showo(tp.showo_dir)
-        card = {"format": CARD_FORMAT, "source": "showo", "showo_dir": tp.showo_dir, "train": {"minutes": None}}
+        cfg = official_showo_config(tp.showo_dir, tp.showo_llm_dir, world.caption_tokens, world.text.sot_id,
+                                    world.text.eot_id)
+        check_config_fits_world(cfg, world, f"Show-o checkpoint {tp.showo_dir}")
+        model = load_official_showo(tp.showo_dir, cfg)
+        card = {"format": CARD_FORMAT, "source": "showo", "showo_dir": tp.showo_dir, "showo_llm_dir": tp.showo_llm_dir,
+                "config": model.config.to_dict(), "train": {"minutes": None}}
     else:
         raise ValueError(f"unknown teacher source {tp.source!r}")
     save_model(model, out / "model.safetensors")
@@ -261,7 +274,7 @@ def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, car
     sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
                       temperature=ep.temperature, precision=ep.precision)
     t2i: dict = {}
-    for T in ep.steps:
+    for T in ep.steps if sweep else ():  # no sweep: the world has no scorer
         t2i[f"steps_{T}"] = {scale_key(s): sweep[f"steps_{T}.cfg_{s:g}"] for s in scales}
     mmu = mmu_eval(model, world, "ar", precision=ep.precision)
     return {"t2i": t2i, "mmu": mmu, "train": {"minutes": card.get("train", {}).get("minutes")}}

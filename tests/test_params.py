@@ -77,7 +77,7 @@ def test_round_trip():
 
 @pytest.mark.parametrize("mutate,expect", [
     (lambda d: d["world"].update(colour_count=3), "params.yaml: world.colour_count: unknown key; allowed: kind, seed, "),
-    (lambda d: d["world"].update(kind="coco"), "params.yaml: world.kind: must be one of shapes, got 'coco'"),
+    (lambda d: d["world"].update(kind="coco"), "params.yaml: world.kind: must be one of shapes, showo, got 'coco'"),
     (lambda d: d.update(wrld={}), "params.yaml: wrld: unknown key; allowed: world"),
     (lambda d: d["world"].update(train_t2i=-5), "params.yaml: world.train_t2i: must be >= 1, got -5"),
     (lambda d: d["world"].update(eval_prompts_per_category=0), "world.eval_prompts_per_category: must be >= 1, got 0"),

@@ -7,33 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import showo_turbo
+from official_folders import ADDED, write_phi_folder
 from showo_turbo.phi_tokenizer import ENDOFTEXT, load_phi_tokenizer
 from showo_turbo.tokenization import SHOWO_SPECIALS, TokenizerFileError, VocabLayout
 
-CORPUS = ["USER: what colour is the circle? ASSISTANT: red", "a red circle left of a blue square",
-          "two green triangles", "how many squares are there? ASSISTANT: 3"] * 10
-ADDED = ["      ", "     "]  # phi-1_5 ends its vocabulary with added whitespace runs (50257-50294)
-
-
 @pytest.fixture(scope="module")
 def phi_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("phi")
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, special_tokens=[ENDOFTEXT],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tk.model.save(str(folder))  # vocab.json + merges.txt
-    n = tk.get_vocab_size()
-    specials = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT}
-    (folder / "added_tokens.json").write_text(json.dumps({t: n + i for i, t in enumerate(ADDED)}))
-    (folder / "special_tokens_map.json").write_text(json.dumps(specials))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CodeGenTokenizer", "model_max_length": 2048,
-                                                              "add_prefix_space": False, **specials}))
-    return folder
+    return write_phi_folder(tmp_path_factory.mktemp("phi"), with_config=False)
 
 
 def test_showo_tokens_follow_the_text_vocabulary_in_order(phi_folder):

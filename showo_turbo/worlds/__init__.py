@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ShowoError
 from ..tokenization import ImageTokenizer, VocabLayout
 
-WORLD_KINDS: dict[str, str] = {"shapes": "showo_turbo.worlds.shapes"}
+WORLD_KINDS: dict[str, str] = {"shapes": "showo_turbo.worlds.shapes", "showo": "showo_turbo.worlds.showo"}
 
 
 class WorldFileError(ShowoError, ValueError):
@@ -97,8 +97,12 @@ class World(Protocol):
     def images_of(self, items: Sequence) -> np.ndarray:
         """uint8 [B, H, W, 3] pixels of the images that `eval_mmu` lists."""
 
-    def scorer(self) -> Scorer:
-        """The world's T2I scorer."""
+    def scorer(self) -> Scorer | None:
+        """The world's T2I scorer; None where scoring runs outside the workbench (then no score is
+        reported, and a world may offer `export_images(images, prompts, images_per_prompt, out_dir)`)."""
+
+    def question_ids(self, question: str) -> list[int]:
+        """The text after the image in the model's MMU prompt."""
 
     def t2i_train(self) -> dict:
         """A T2I token dataset (codes, caption, caption_len) for a world that trains its own teacher."""

@@ -169,6 +169,9 @@ class ShapesWorld:
     def scorer(self) -> ShapesEval:
         return ShapesEval(self.spec)
 
+    def question_ids(self, question: str) -> list[int]:
+        return self.text.encode(question)
+
     def images_of(self, scenes: Sequence[Scene]) -> np.ndarray:
         """The scenes of `eval_t2i` / `eval_mmu`, rendered."""
         return render_batch(scenes, self.spec)
