@@ -27,9 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ...io import load_json, read_safetensors, save_json, write_safetensors
-from ...params import ParamsError, build_dataclass, to_dict
+from ...params import to_dict
 from ...tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
-from .. import WorldFileError
+from .. import WorldFileError, read_world_json, token_names
 from .params import WorldParams
 from .patch_vq import PatchVQ
 from .scenes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
@@ -139,17 +139,8 @@ class ShapesWorld:
     @classmethod
     def load(cls, root: str | Path) -> "ShapesWorld":
         root = Path(root)
-        path = root / "world.json"
-        if not path.is_file():
-            raise WorldFileError(f"{path}: not found (run `dvc repro world`)")
-        summary = load_json(path)
-        if summary.get("format") != WORLD_FORMAT:
-            raise WorldFileError(f"{path}: format {summary.get('format')!r}, expected {WORLD_FORMAT!r}")
-        try:
-            # a folder written before worlds were plug-ins has no `kind`; its format says Shapes
-            wp = build_dataclass(WorldParams, {"kind": "shapes", **summary["params"]}, "world.")
-        except ParamsError as e:
-            raise WorldFileError(f"{path}: {e}") from None
+        # a folder written before worlds were plug-ins has no `kind`; its format says Shapes
+        summary, wp = read_world_json(root, WORLD_FORMAT, WorldParams, {"kind": "shapes"})
         text = TextTokenizer.load(root / "text_tokenizer.json")
         vq = PatchVQ.load(root / "image_tokenizer.safetensors")
         return cls(root, wp, wp.spec(), text, vq, VocabLayout(text.text_size, vq.codebook_size), summary)
@@ -198,17 +189,7 @@ class ShapesWorld:
 
     def token_names(self, ids: Sequence[int]) -> list[str]:
         """Readable names of unified-vocabulary ids: words and specials as themselves, image codes as `<img:k>`."""
-        lay = self.layout
-        out = []
-        for i in ids:
-            i = int(i)
-            if lay.code_offset <= i < lay.code_offset + lay.codebook_size:
-                out.append(f"<img:{i - lay.code_offset}>")
-            elif i == lay.mask_id:
-                out.append("<|mask|>")
-            else:
-                out.append(self.text.tk.id_to_token(i) or f"<{i}>")
-        return out
+        return token_names(ids, self.layout, self.text.tk.id_to_token)
 
     def eval_t2i(self) -> tuple[list[Prompt], list[Scene]]:
         rows = load_json(self.root / "eval_t2i.json")

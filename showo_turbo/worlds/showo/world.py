@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...io import load_json, read_safetensors, save_json, write_safetensors
+from ...io import read_safetensors, save_json, write_safetensors
 from ...shards import sha256_of
-from ...params import ParamsError, build_dataclass, to_dict
+from ...params import to_dict
 from ...tokenization import VocabLayout, pad_tokens
-from .. import WorldFileError
+from .. import WorldFileError, read_world_json, token_names
 from .files import GenEvalPrompt, MMUItem, load_images, read_captions, read_geneval, read_mmu
 from .params import ShowoWorldParams
 
@@ -66,14 +66,8 @@ class ShowoWorld:
     @classmethod
     def load(cls, root: str | Path) -> "ShowoWorld":
         root = Path(root)
+        summary, wp = read_world_json(root, WORLD_FORMAT, ShowoWorldParams)
         path = root / "world.json"
-        summary = load_json(path)
-        if summary.get("format") != WORLD_FORMAT:
-            raise WorldFileError(f"{path}: format {summary.get('format')!r}, expected {WORLD_FORMAT!r}")
-        try:
-            wp = build_dataclass(ShowoWorldParams, summary["params"], "world.")
-        except ParamsError as e:
-            raise WorldFileError(f"{path}: {e}") from None
         text, vq = _tokenizers(wp)
         world = cls(root, wp, text, vq, text.layout(vq.codebook_size), summary)
         if world.fingerprint() != summary["fingerprint"]:
@@ -124,15 +118,7 @@ class ShowoWorld:
         return _load(self.root / "mmu_train.safetensors", "mmu")
 
     def token_names(self, ids: Sequence[int]) -> list[str]:
-        lay, out = self.layout, []
-        for i in map(int, ids):
-            if lay.code_offset <= i < lay.code_offset + lay.codebook_size:
-                out.append(f"<img:{i - lay.code_offset}>")
-            elif i == lay.mask_id:
-                out.append("<|mask|>")
-            else:
-                out.append(self.text.hf.convert_ids_to_tokens(i) or f"<{i}>")
-        return out
+        return token_names(ids, self.layout, self.text.hf.convert_ids_to_tokens)
 
     def prompts_by_text(self) -> dict[str, GenEvalPrompt]:
         return {p.text: p for p in self.eval_t2i()[0]}
