@@ -287,7 +287,9 @@ def best_cfg(metrics: dict, steps: int) -> tuple[str, float]:
 
 
 def log_history(live, history: list[dict]) -> None:
-    """Replay a card's loss history into DVCLive (so `dvc plots` shows a shipped teacher's curves)."""
+    """Replay a card's loss history into DVCLive (so `dvc plots` shows a shipped teacher's curves).
+    A teacher without one (an official checkpoint) leaves the plots folder empty, but there."""
+    (Path(live.plots_dir) / "metrics").mkdir(parents=True, exist_ok=True)  # the stage's declared plots output
     for row in history:
         log_loss_row(live, row["step"], {k: row[k] for k in ("t2i", "mmu", "lm", "total") if k in row}, "train")
 

@@ -68,7 +68,8 @@ def t2i_trace(world, label: str, caption: str, codes: torch.Tensor, commit: torc
     gh, gw = world.vq.grid_shape
     frames = decode_states(world, codes, commit, steps, mask_rgb=MASK_RGB, start=start)
     conf = chosen_confidence(codes, commit, top_probs, top_index).view(gh, gw).numpy()
-    verdict = world.scorer().check(frames[-1], prompt) if prompt is not None else None
+    scorer = world.scorer()
+    verdict = scorer.check(frames[-1], prompt) if prompt is not None and scorer is not None else None
     return T2ITrace(label, caption, frames, commit.view(gh, gw).numpy().astype(int), conf, verdict)
 
 

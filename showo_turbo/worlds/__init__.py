@@ -9,6 +9,7 @@ through the `World` protocol below. Each world is a plug-in package under `showo
     build_world(params, out)    stage `world`: write the world folder, return the loaded world
     load_world(root)            the world of a built folder
     world_metrics / check_world_metrics   the stage's sanity figures and the checks they must pass
+    summary_tables(world), metrics_table(metrics)   the world stage's report tables
     preview(world)              (images, captions) to show in the world stage's report
 
 `world.kind` in params.yaml names the plug-in; the DVC stages are the same for every world.

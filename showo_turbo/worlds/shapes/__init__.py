@@ -12,7 +12,8 @@ VQ, the programmatic scorer ShapesEval, and the training sets its own teacher le
 from .params import WorldParams as Params
 from .scorer import ShapesEval
 from .world import WORLD_FORMAT as FORMAT
-from .world import ShapesWorld, build_world, check_world_metrics, load_world, preview, world_metrics
+from .world import (ShapesWorld, build_world, check_world_metrics, load_world, metrics_table, preview,
+                    summary_tables, world_metrics)
 
 __all__ = ["FORMAT", "Params", "ShapesEval", "ShapesWorld", "build_world", "check_world_metrics", "load_world",
-           "preview", "world_metrics"]
+           "metrics_table", "preview", "summary_tables", "world_metrics"]

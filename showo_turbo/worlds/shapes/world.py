@@ -375,3 +375,21 @@ def preview(world: ShapesWorld, per_category: int = 2) -> tuple[np.ndarray, list
     prompts, scenes = world.eval_t2i()
     pick = [i for c in CATEGORIES for i in [j for j, p in enumerate(prompts) if p.category == c][:per_category]]
     return render_batch([scenes[i] for i in pick], world.spec), [prompts[i].text for i in pick]
+
+
+def summary_tables(world: ShapesWorld) -> dict[str, dict]:
+    """The world stage's report tables: captions per category, and the world's sizes."""
+    s = world.summary
+    by_cat = s["captions"]["by_category"]
+    total = sum(by_cat.values())
+    return {"captions": {c: {"captions": n, "share": round(n / total, 3)} for c, n in by_cat.items()},
+            "world": {**s["counts"], **{f"caption_tokens_max_{k}": v for k, v in s["lengths"].items()},
+                      "distinct_captions": s["captions"]["total"], "heldout_captions": s["captions"]["heldout"],
+                      "distinct_captions_in_t2i_train": s["captions"]["distinct_in_t2i_train"],
+                      "eval_prompts_with_unseen_caption": s["captions"]["eval_prompts_unseen"],
+                      **{f"vocab_{k}": v for k, v in s["layout"].items()}}}
+
+
+def metrics_table(metrics: dict) -> dict[str, dict]:
+    """ShapesEval on the reference scenes (rows: ground truth, reconstructed, mismatched, blank)."""
+    return {arm: {k: r[k] for k in ("score", "ci_low", "ci_high", *CATEGORIES)} for arm, r in metrics["shapes_eval"].items()}

@@ -12,7 +12,8 @@ detector), MMU answers are scored by exact match here.
 from .geneval import export_geneval
 from .params import ShowoWorldParams as Params
 from .world import WORLD_FORMAT as FORMAT
-from .world import ShowoWorld, build_world, check_world_metrics, load_world, preview, world_metrics
+from .world import (ShowoWorld, build_world, check_world_metrics, load_world, metrics_table, preview,
+                    summary_tables, world_metrics)
 
 __all__ = ["FORMAT", "Params", "ShowoWorld", "build_world", "check_world_metrics", "export_geneval", "load_world",
-           "preview", "world_metrics"]
+           "metrics_table", "preview", "summary_tables", "world_metrics"]

@@ -212,3 +212,16 @@ def preview(world: ShowoWorld, per_category: int = 2) -> tuple[np.ndarray, list[
     items, paths = world.eval_mmu()
     n = min(len(items), 6 * per_category)
     return world.images_of(paths[:n]), [q.question for q in items[:n]]
+
+
+def summary_tables(world: ShowoWorld) -> dict[str, dict]:
+    """The world stage's report tables: evaluation prompts per GenEval tag, and the world's sizes."""
+    s = world.summary
+    return {"evaluation prompts": {c: {"prompts": n} for c, n in s["eval_categories"].items()},
+            "world": {**s["counts"], **{f"tokens_max_{k}": v for k, v in s["lengths"].items()},
+                      **{f"vocab_{k}": v for k, v in s["layout"].items()}}}
+
+
+def metrics_table(metrics: dict) -> dict[str, dict]:
+    """MAGVIT-v2's round trip on held-out images (no T2I scorer runs inside the workbench)."""
+    return {"magvit_round_trip": {k: metrics["tokenizer"][k] for k in ("pixel_mse", "pixel_mae", "exact_images", "images")}}

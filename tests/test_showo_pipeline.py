@@ -1,0 +1,72 @@
+"""The pipeline on the real Show-o world at micro scale (params/showo-micro.yaml): small stand-ins of
+the official folders (tests/official_folders.py) in a scratch copy, `dvc repro` through world ->
+teacher (the official checkpoint's loader) -> trajectories -> distillation -> evaluation with the
+GenEval export -> explorer, and nbval over the executed reports."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from showo_turbo.params import load_params
+from showo_turbo.scratch import make_scratch_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, cwd):
+    # one thread: the micro models' small ops lose more to thread hand-offs than they gain
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    dest = make_scratch_copy(tmp_path_factory.mktemp("showo-micro") / "repo", preset="showo-micro", src=ROOT)
+    run([sys.executable, "tests/official_folders.py", "official"], dest)
+    res = run([BIN / "dvc", "repro"], dest)
+    (dest.parent / "repro.log").write_text(res.stdout + res.stderr)
+    return dest
+
+
+def test_every_stage_ran_on_the_real_world(repo):
+    out = (repo.parent / "repro.log").read_text()
+    for stage in ("world", "teacher", "trajectories", "distill@seg1", "distill@dm", "evaluate", "explore"):
+        assert f"Running stage '{stage}'" in out
+    assert "Traceback" not in out
+    assert json.loads((repo / "data" / "world" / "world.json").read_text())["format"] == "showo-turbo/showo-world/1"
+    assert json.loads((repo / "data" / "teacher" / "card.json").read_text())["source"] == "showo"
+    m = json.loads((repo / "metrics" / "trajectories.json").read_text())
+    ps = load_params(repo / "params.yaml")
+    assert m["t2i"]["rows"] == ps.trajectories.captions and m["mmu"]["rows"] == ps.trajectories.mmu_questions
+
+
+def test_the_evaluation_reports_speed_and_mmu_and_exports_geneval_without_a_score(repo):
+    ep = load_params(repo / "params.yaml").evaluate
+    m = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    prompts = [json.loads(line) for line in (repo / "official" / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()]
+    for arm in ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm"):
+        for t in ep.steps:
+            row = m["t2i"][arm][f"steps_{t}"]
+            assert "score" not in row and row["seconds_per_image"] > 0  # no scorer ran: no score is written
+            folder = repo / "data" / "evaluate" / "export" / arm / f"steps_{t}"
+            assert sorted(p.name for p in folder.iterdir()) == [f"{i:05d}" for i in range(len(prompts))]
+            for i, line in enumerate(prompts):
+                assert json.loads((folder / f"{i:05d}" / "metadata.jsonl").read_text()) == line
+                assert len(list((folder / f"{i:05d}" / "samples").glob("*.png"))) == ep.images_per_prompt
+    for arm in ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi"):
+        assert 0 <= m["mmu"][arm]["accuracy"] <= 1 and m["mmu"][arm]["tokens_per_second_batch1"] > 0
+    assert (repo / "reports" / "05_explore.html").is_file()
+
+
+def test_the_reports_rerun_under_nbval(repo):
+    reports = sorted(str(p.relative_to(repo)) for p in (repo / "reports").glob("*.ipynb"))
+    assert len(reports) == 7
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", *reports], repo)
