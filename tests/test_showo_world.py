@@ -36,8 +36,9 @@ def world_params(folders, **over):
 
 @pytest.fixture(scope="module")
 def world(folders, tmp_path_factory):
-    build_world(world_params(folders), tmp_path_factory.mktemp("world"))
-    return load_world(tmp_path_factory.getbasetemp() / "world0")
+    root = tmp_path_factory.mktemp("showo_world")
+    build_world(world_params(folders), root)
+    return load_world(root)
 
 
 def test_the_world_holds_the_files_in_token_form(world, folders):

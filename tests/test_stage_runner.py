@@ -17,7 +17,7 @@ from showo_turbo.stage import StageError, typed_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}  # micro models: one thread is faster
 # Lines DVC and papermill's progress bar write on their own; the rest of the output is the project's.
 DVC_LINES = ("Running stage ", "> ", "ERROR: failed to reproduce", "Stage '", "Updating lock file", "Verifying ",
              "To track the changes", "git add", "To enable auto staging", "dvc config", "Use `dvc push`", "Executing:")

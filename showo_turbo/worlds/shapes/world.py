@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from ...io import load_json, read_safetensors, save_json, write_safetensors
 from ...params import to_dict
 from ...tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
-from .. import WorldFileError, read_world_json, token_names
+from .. import WorldFileError
+from ..common import read_world_json, token_names
 from .params import WorldParams
 from .patch_vq import PatchVQ
 from .scenes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,

@@ -26,7 +26,8 @@ from ...io import read_safetensors, save_json, write_safetensors
 from ...shards import sha256_of
 from ...params import to_dict
 from ...tokenization import VocabLayout, pad_tokens
-from .. import WorldFileError, read_world_json, token_names
+from .. import WorldFileError
+from ..common import read_world_json, token_names
 from .files import GenEvalPrompt, MMUItem, load_images, read_captions, read_geneval, read_mmu
 from .params import ShowoWorldParams
 
