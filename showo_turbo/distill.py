@@ -27,7 +27,7 @@ from .consistency import ConsistencyTraining, batch_generator
 from .distribution_matching import DMTraining
 from .errors import run_cli
 from .io import LossLog, atomic_dir, load_json, save_json
-from .model import ShowoModel, save_model
+from .model import ShowoModel, resolve_precision, save_model
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 
@@ -85,7 +85,8 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
 
     out = Path(out_dir)
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    acc = Accelerator(cpu=cpu, mixed_precision="bf16" if dp.precision == "bf16" else "no")
+    device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
+    acc = Accelerator(cpu=cpu, mixed_precision="bf16" if resolve_precision(dp.precision, device) == "bf16" else "no")
     signature = stage_signature(stage, dp, trajectories_dir, stage.init_dir, teacher_dir)
     ckpt, step, elapsed, resume = out / "checkpoint", 0, 0.0, None
     if (ckpt / "progress.json").is_file():

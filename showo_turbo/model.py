@@ -23,6 +23,7 @@ from transformers import PhiConfig, PhiForCausalLM
 
 from .errors import ShowoError
 from .io import read_safetensors, write_safetensors
+from .params import PRECISIONS
 from .tokenization import VocabLayout
 
 NEG_INF = torch.finfo(torch.float32).min
@@ -313,14 +314,35 @@ class CaptionCache:
         return m.code_logits(h)
 
 
+def has_fast_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether bf16 runs natively on `device`: a CUDA GPU that supports it, or a CPU with AVX512-BF16
+    or AMX. Elsewhere bf16 is emulated: on a 2-core AVX512 CPU without AVX512-BF16, sampling the
+    base teacher in bf16 was 2.6x *slower* than fp32 (studies/2026-12-01-dm-student); on one with
+    AVX512-BF16 an earlier probe found it ~2.8x faster."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """`auto` -> bf16 where it is native on `device` (has_fast_bf16), else fp32; bf16 / fp32 as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if has_fast_bf16(device) else "fp32"
+    return precision
+
+
 def autocast(precision: str, device: str | torch.device = "cpu"):
-    """bf16 autocast on `device`'s type (cpu or cuda), or nothing for fp32. On a CPU with AVX512-BF16
-    or AMX, bf16 sampling of the base teacher is ~2.8x faster than fp32 (measured, 2 cores)."""
-    if precision == "fp32":
+    """bf16 autocast on `device`'s type (cpu or cuda), or nothing for fp32; `auto` as resolve_precision."""
+    if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"unknown precision {precision!r}; allowed: bf16, fp32")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ import yaml
 
 from .errors import ShowoError
 
+# Forward-pass precisions (model.resolve_precision; a literal here, so that params imports no torch).
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 class ParamsError(ShowoError, ValueError):
     """A params file is malformed; the message names the file and the dotted key."""
@@ -55,7 +58,7 @@ class TeacherTrainParams:
     seed: int = param(0, min=0)
     checkpoint_every: int = param(1000, min=1)
     log_every: int = param(100, min=1)
-    precision: str = param("bf16", choices=("bf16", "fp32"), doc="bf16 autocast is ~2x faster on AVX512-BF16 CPUs")
+    precision: str = param("auto", choices=PRECISIONS, doc="auto: bf16 where native (GPU, AVX512-BF16/AMX CPU), else fp32")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class TeacherEvalParams:
     sample: str = param("multinomial", choices=("multinomial", "argmax"))
     temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature")
     prompts_per_category: int = param(100, min=1, doc="at most world.eval_prompts_per_category")
-    precision: str = param("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling (bf16 needs AVX512-BF16/AMX on a CPU)")
+    precision: str = param("auto", choices=PRECISIONS, doc="forward passes while sampling (auto: bf16 where native)")
     seed: int = param(0, min=0)
 
 
@@ -104,7 +107,7 @@ class TrajectoryParams:
     init: str = param("prompt", choices=("prompt", "random", "pad"), doc="Jacobi initial guess")
     batch_size: int = param(64, min=1)
     shard_rows: int = param(512, min=1, doc="rows per shard (a resumed run restarts at the last complete shard)")
-    precision: str = param("bf16", choices=("bf16", "fp32"), doc="teacher forward passes while decoding")
+    precision: str = param("auto", choices=PRECISIONS, doc="teacher forward passes while decoding (auto: bf16 where native)")
     seed: int = param(0, min=0)
 
     def check(self) -> list[tuple[str, str]]:
@@ -172,7 +175,7 @@ class DistillParams:
     weight_lm: float = param(0.1, min=0.0, doc="LM loss on the captions")
     weight_text: float = param(0.5, min=0.0, doc="text loss = consistency + ar_multiplier * AR")
     ar_multiplier: float = param(10.0, min=0.0, doc="AR loss on the teacher's fixed point, inside the text loss")
-    precision: str = param("bf16", choices=("bf16", "fp32"))
+    precision: str = param("auto", choices=PRECISIONS, doc="auto: bf16 where native, else fp32")
     seed: int = param(0, min=0)
     checkpoint_every: int = param(50, min=1)
     log_every: int = param(10, min=1)
@@ -216,7 +219,7 @@ class EvaluateParams:
     sample: str = param("multinomial", choices=("multinomial", "argmax"))
     temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature")
     block_size: int = param(16, min=1, doc="Jacobi block n of the MMU arms")
-    precision: str = param("bf16", choices=("bf16", "fp32"), doc="forward passes while sampling")
+    precision: str = param("auto", choices=PRECISIONS, doc="forward passes while sampling (auto: bf16 where native)")
     batch_size: int = param(64, min=1, doc="prompts per sampling batch")
     timing_batch: int = param(16, min=1, doc="images per timed batch (seconds per image)")
     timing_repeats: int = param(5, min=1, doc="rounds timing one batch per arm and step count, arms interleaved, after a warm-up (median)")

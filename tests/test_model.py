@@ -1,5 +1,6 @@
 """Model: vocabulary layout, prompts, omni-attention masks, losses, checkpoints, Show-o naming."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,19 @@ def test_showo_512_matches_official_parameter_names_and_shapes():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown model preset 'huge'; known: " + ", ".join(PRESETS)):
         preset_config("huge", **WORLD)
+
+
+def test_auto_precision_is_bf16_only_where_native(monkeypatch):
+    import contextlib
+
+    import showo_turbo.model as M
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert M.has_fast_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(M, "has_fast_bf16", lambda device="cpu", native=native: native)
+        assert M.resolve_precision("auto") == want
+        ctx = M.autocast("auto")
+        assert isinstance(ctx, torch.autocast) if native else isinstance(ctx, contextlib.nullcontext)
+    assert M.resolve_precision("bf16") == "bf16" and M.resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        M.resolve_precision("fp16")

@@ -96,7 +96,7 @@ def test_round_trip():
     (lambda d: d["teacher"].update(source="showo", showo_dir=""), "teacher.showo_dir: must name a local Show-o checkpoint folder"),
     (lambda d: d["teacher"]["eval"]["steps"].__setitem__(0, 0), "teacher.eval.steps[0]: must be >= 1, got 0"),
     (lambda d: d["teacher"]["train"].pop("lr"), "teacher.train.lr: missing"),
-    (lambda d: d["teacher"]["eval"].update(precision="fp16"), "teacher.eval.precision: unknown value 'fp16'; allowed: bf16, fp32"),
+    (lambda d: d["teacher"]["eval"].update(precision="fp16"), "teacher.eval.precision: unknown value 'fp16'; allowed: auto, bf16, fp32"),
     (lambda d: d["evaluate"].update(student="seg9"), "evaluate.student: must be one of the distill.stages with method consistency (seg4, seg2, seg1)"),
     (lambda d: d["evaluate"]["student_top_k"].pop(8), "evaluate.student_top_k: needs an entry for every step count"),
     (lambda d: d["evaluate"]["student_top_k"].update({2: -1}), "evaluate.student_top_k.2: must be >= 0, got -1"),
