@@ -54,4 +54,15 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-E --trajectories runs
     --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
     --milestones 150,300,450,600 > runs/dm-E.log 2>&1
 cp runs/dm-E/summary.json studies/2026-12-01-dm-student/summary_E.json
-python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-E/students/dm/model.safetensors
+OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-E/students/dm/model.safetensors \
+    --arm-steps 1,2,4
+# 10. Run F: run E with every rollout 2 steps (train_steps [2]), to 300 steps.
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-F --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set "distill.dm.train_steps=[2]" \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 150,300 > runs/dm-F.log 2>&1
+cp runs/dm-F/summary.json studies/2026-12-01-dm-student/summary_F.json
+OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-F/students/dm/model.safetensors \
+    --arm-steps 1,2,4

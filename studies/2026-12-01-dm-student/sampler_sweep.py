@@ -3,6 +3,9 @@ Gumbel re-masking temperature does not matter at 1 step), on the first 50 held-o
 category, same seed:
 
     python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-A/students/dm/model.safetensors
+
+`--arm-steps 1,2,4` scores instead the `turbo_dm` arm's sampler (top-k 1 at every step, the
+Gumbel re-masking of the eval sampler after the first pass) at those step counts.
 """
 
 import argparse
@@ -19,10 +22,18 @@ def main() -> None:
     ap.add_argument("--world", default="data/world")
     ap.add_argument("--per-category", type=int, default=50)
     ap.add_argument("--mask-ratio", type=float, default=0.6)
+    ap.add_argument("--arm-steps", default="", help="comma-separated step counts for the arm's sampler (top-k 1)")
     args = ap.parse_args()
     world = load_world(args.world)
     model = load_model(args.student).eval()
     prompts = eval_prompts_subset(world, args.per_category)
+    if args.arm_steps:
+        for t in map(int, args.arm_steps.split(",")):
+            r = t2i_sweep(model, world, prompts, [t], [0.0], bootstrap=1000, seed=0, progress=False, precision="fp32",
+                          temperature=4.5, init_mask_ratio=args.mask_ratio, sample="multinomial", top_k=1)[f"steps_{t}.cfg_0"]
+            cats = " / ".join(f"{r[c]:.2f}" for c in ("single_object", "colors", "two_object", "counting", "position", "color_attr"))
+            print(f"top-k 1     {t} steps {r['score']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})  {cats}", flush=True)
+        return
     for label, kw in (("multinomial", {"sample": "multinomial"}), ("top-k 8", {"sample": "multinomial", "top_k": 8}),
                       ("top-k 2", {"sample": "multinomial", "top_k": 2}), ("argmax", {"sample": "argmax"})):
         r = t2i_sweep(model, world, prompts, [1], [0.0], bootstrap=1000, seed=0, progress=False, precision="fp32",
