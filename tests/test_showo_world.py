@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from official_folders import GENEVAL, write_all
-from showo_turbo.params import ParamsError, build_dataclass, load_params, to_dict
+from showo_turbo.params import CurriculumStage, ParamsError, build_dataclass, load_params, to_dict
 from showo_turbo.worlds import WorldFileError, build_world, load_world, params_class
 from showo_turbo.worlds.showo import ShowoWorld
 from showo_turbo.worlds.showo.files import load_images
@@ -140,7 +140,7 @@ def test_the_method_runs_on_the_real_world_and_exports_geneval(world, folders, t
     traj = replace(params.trajectories, captions=4, mmu_questions=6, steps=4, batch_size=4, shard_rows=4, block_size=4)
     collect_t2i(teacher, world, traj, Path("data/trajectories/t2i"), progress=False)
     collect_mmu(teacher, world, traj, Path("data/trajectories/mmu"), progress=False)
-    stage = params.distill.stages["seg1"].__class__("consistency", 1, "data/teacher")
+    stage = CurriculumStage("consistency", 1, "data/teacher")
     dp = replace(params.distill, steps=2, batch_t2i=2, batch_mmu=2)
     progress = distill_stage(stage, dp, "data/trajectories", "data/students/s", cpu=True, progress=False)
     assert progress["step"] == 2
