@@ -70,6 +70,15 @@ def test_the_world_holds_the_files_in_token_form(world, folders):
     assert world.token_names([lay.code_offset + 7, lay.mask_id]) == ["<img:7>", "<|mask|>"]
 
 
+def test_the_registry_knows_a_folder_by_its_format(world, tmp_path):
+    assert isinstance(load_world(world.root), ShowoWorld)
+    (tmp_path / "world.json").write_text(json.dumps({"format": "someone-else/1"}))
+    with pytest.raises(WorldFileError, match="format 'someone-else/1' is no known world's; known: .*shapes.*showo"):
+        load_world(tmp_path)
+    with pytest.raises(WorldFileError, match="unknown world kind 'coco'"):
+        params_class("coco")
+
+
 def test_long_captions_are_cut_and_counted(folders, tmp_path):
     w = build_world(world_params(folders, caption_tokens=3), tmp_path / "w")
     assert w.summary["counts"]["captions_cut"] == 4 and (w.t2i_train()["caption_len"] <= 3).all()

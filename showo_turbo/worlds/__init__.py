@@ -2,7 +2,8 @@
 
 The method (model, samplers, trajectories, distillation, evaluation harness) sees a world only
 through the `World` protocol below. Each world is a plug-in package under `showo_turbo.worlds`
-(`shapes`: the embedded synthetic default) with the same module-level interface:
+(`shapes`: the embedded synthetic default; `showo`: real Show-o from local folders and prompt
+files) with the same module-level interface:
 
     Params                      the frozen dataclass of its `world:` section in params.yaml
     FORMAT                      the `format` its built folder's world.json carries
