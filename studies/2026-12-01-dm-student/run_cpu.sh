@@ -56,6 +56,14 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-E --trajectories runs
 cp runs/dm-E/summary.json studies/2026-12-01-dm-student/summary_E.json
 OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-E/students/dm/model.safetensors \
     --arm-steps 1,2,4
+# 9b. Run E continued from its 600-step checkpoint (the same run, a raised budget).
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-E --trajectories runs/trajectories --device cpu \
+    --set trajectories.precision=fp32 --set distill.precision=fp32 \
+    --set teacher.eval.precision=fp32 --set teacher.eval.prompts_per_category=50 \
+    --set "distill.dm.train_steps=[1, 2, 4]" \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/teacher}}" \
+    --milestones 750,900 > runs/dm-E900.log 2>&1
+cp runs/dm-E/summary.json studies/2026-12-01-dm-student/summary_E900.json
 # 10. Run F: run E with every rollout 2 steps (train_steps [2]), to 300 steps.
 OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-F --trajectories runs/trajectories --device cpu \
     --set trajectories.precision=fp32 --set distill.precision=fp32 \
