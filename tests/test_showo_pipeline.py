@@ -4,8 +4,6 @@ teacher (the official checkpoint's loader) -> trajectories -> distillation -> ev
 GenEval export -> explorer, and nbval over the executed reports."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,17 +11,9 @@ import pytest
 
 from showo_turbo.params import load_params
 from showo_turbo.scratch import make_scratch_copy
+from test_pipeline import BIN, run  # the same subprocess runner (one thread, the venv on PATH)
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def run(cmd, cwd):
-    # one thread: the micro models' small ops lose more to thread hand-offs than they gain
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,11 @@ def token_names(ids: Sequence[int], layout: VocabLayout, text_name) -> list[str]
         else:
             out.append(text_name(i) or f"<{i}>")
     return out
+
+
+def vocab_sha256(vocab: dict[str, int]) -> str:
+    """sha256 of a text vocabulary (token -> id), in id order: what a world's fingerprint records."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()

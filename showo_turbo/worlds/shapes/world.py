@@ -16,7 +16,6 @@ Layout of the world folder (`data/world/` by default):
 from __future__ import annotations
 
 import hashlib
-import json
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from ...io import load_json, read_safetensors, save_json, write_safetensors
 from ...params import to_dict
 from ...tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
 from .. import WorldFileError
-from ..common import read_world_json, token_names
+from ..common import read_world_json, token_names, vocab_sha256
 from .params import WorldParams
 from .patch_vq import PatchVQ
 from .scenes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
@@ -175,8 +174,7 @@ class ShapesWorld:
 
     def fingerprint(self) -> dict:
         """The tokenizers' contents and the lengths a teacher of this world is built for."""
-        vocab = sorted(self.text.tk.get_vocab().items(), key=lambda kv: kv[1])
-        return {"text_vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+        return {"text_vocab_sha256": vocab_sha256(self.text.tk.get_vocab()),
                 "codebook_sha256": hashlib.sha256(self.vq.codebook.tobytes()).hexdigest(),
                 "vocab_size": self.layout.vocab_size,
                 "num_image_tokens": self.vq.grid_shape[0] * self.vq.grid_shape[1],

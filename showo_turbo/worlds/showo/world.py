@@ -12,7 +12,6 @@ their own folders, named in world.json:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from ...shards import sha256_of
 from ...params import to_dict
 from ...tokenization import VocabLayout, pad_tokens
 from .. import WorldFileError
-from ..common import read_world_json, token_names
+from ..common import read_world_json, token_names, vocab_sha256
 from .files import GenEvalPrompt, MMUItem, load_images, read_captions, read_geneval, read_mmu
 from .params import ShowoWorldParams
 
@@ -125,8 +124,7 @@ class ShowoWorld:
         return {p.text: p for p in self.eval_t2i()[0]}
 
     def fingerprint(self) -> dict:
-        vocab = sorted(self.text.hf.get_vocab().items(), key=lambda kv: kv[1])
-        return {"text_vocab_sha256": hashlib.sha256(json.dumps(vocab).encode()).hexdigest(),
+        return {"text_vocab_sha256": vocab_sha256(self.text.hf.get_vocab()),
                 "magvit_sha256": sha256_of(Path(self.params.magvit_dir) / "pytorch_model.safetensors"),
                 "vocab_size": self.layout.vocab_size,
                 "num_image_tokens": self.vq.grid_shape[0] * self.vq.grid_shape[1],
