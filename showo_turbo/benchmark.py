@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluate import encode_captions, generate_images, mmu_eval
+from .evaluate import decode_codes, encode_captions, generate_codes, generate_images, mmu_eval
 from .io import atomic_path
 from .model import ShowoModel, autocast
 from .params import EvaluateParams
@@ -44,7 +44,8 @@ from .teacher import eval_prompts_subset
 from .worlds import EvalPrompt, World
 
 # Keys of a T2I metrics row that are not one of the scorer's categories.
-NOT_CATEGORIES = ("score", "ci_low", "ci_high", "n_images", "images", "seconds_per_image", "seconds_per_image_batch1")
+NOT_CATEGORIES = ("score", "ci_low", "ci_high", "n_images", "images", "seconds_per_image", "seconds_per_image_batch1",
+                  "reused_samples")
 T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
 STUDENT_ARMS = ("turbo", "turbo_dm")
 MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
@@ -56,7 +57,8 @@ MMU_KEYS = ("accuracy", "forwards_per_token", "forwards_per_token_block", "token
 class T2IArm:
     """One T2I configuration: a model, its guidance scale, its top-k per step count (None = off), its
     Gumbel re-masking temperature and its start (`t2i_generate`'s init_mask_ratio / embed_noise;
-    empty = all-[MASK])."""
+    empty = all-[MASK]). `model_sha256`: the hash of the model's weights file, for taking its images
+    from a sample store (empty: always sampled)."""
 
     name: str
     model: ShowoModel
@@ -64,16 +66,19 @@ class T2IArm:
     top_k: dict[int, int | None]
     temperature: float
     start: dict = field(default_factory=dict)
+    model_sha256: str = ""
 
     def sampler(self, steps: int) -> dict:
         return {"top_k": self.top_k[steps], "temperature": self.temperature, **self.start}
 
 
 def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
-             dm_student: ShowoModel | None = None) -> list[T2IArm]:
+             dm_student: ShowoModel | None = None, teacher_sha256: str = "") -> list[T2IArm]:
+    """The T2I arms; `teacher_sha256` (the teacher's weights file hash) lets the teacher arms take
+    the teacher stage's stored samples."""
     no_top_k = {t: None for t in ep.steps}
-    arms = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature),
-            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature),
+    arms = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature, model_sha256=teacher_sha256),
+            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature, model_sha256=teacher_sha256),
             T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature)]
     if dm_student is not None:
         dm = ep.turbo_dm
@@ -82,13 +87,13 @@ def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
     return arms
 
 
-def arm_images(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams) -> np.ndarray:
+def arm_images(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams,
+               store=None) -> np.ndarray:
     """`ep.images_per_prompt` images per prompt, image i of every prompt drawn with seed `ep.seed + i`
-    (the same seeds for every arm)."""
-    sets = [generate_images(arm.model, world, prompts, steps, arm.cfg_scale, batch_size=ep.batch_size, seed=ep.seed + i,
-                            precision=ep.precision, sample=ep.sample, **arm.sampler(steps))
-            for i in range(ep.images_per_prompt)]
-    return np.concatenate(sets)
+    (the same seeds for every arm); sets found in `store` under the arm's model hash are reused."""
+    codes = generate_codes(arm.model, world, prompts, steps, arm.cfg_scale, ep.images_per_prompt, ep.seed, ep.batch_size,
+                           ep.precision, store=store, model_sha256=arm.model_sha256, sample=ep.sample, **arm.sampler(steps))
+    return decode_codes(world, codes)
 
 
 def timed_generate(arm: T2IArm, caps: torch.Tensor, lens: torch.Tensor, steps: int, ep: EvaluateParams,
@@ -135,11 +140,13 @@ def seconds_per_image_batch1(arms: Sequence[T2IArm], world: World, prompts: Sequ
 
 
 def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progress: bool = True,
-                 export_dir: str | Path | None = None) -> dict:
-    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images}}}.
-    A world without a scorer gets no score keys (nothing is guessed); with `export_dir` and a world
-    that exports (`world.export_images`, e.g. GenEval's layout), each arm's images at each step count
-    go to `<export_dir>/<arm>/steps_<T>/`."""
+                 export_dir: str | Path | None = None, store=None) -> dict:
+    """{arm: {steps_<T>: {score, ci_low, ci_high, <category>..., seconds_per_image, seconds_per_image_batch1, images,
+    reused_samples}}}. A world without a scorer gets no score keys (nothing is guessed); with
+    `export_dir` and a world that exports (`world.export_images`, e.g. GenEval's layout), each arm's
+    images at each step count go to `<export_dir>/<arm>/steps_<T>/`. `store`: a SampleStore whose
+    sets (the teacher stage's) are reused where an arm's key matches (`reused_samples` says so);
+    the timing is measured anew either way."""
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scored = [p for _ in range(ep.images_per_prompt) for p in prompts]  # arm_images' order
     scorer = world.scorer()
@@ -147,9 +154,11 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     out: dict = {}
     grid = [(arm, t) for arm in arms for t in ep.steps]
     for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
-        images = arm_images(arm, world, prompts, t, ep)
+        stored = len(store) if store is not None else 0
+        images = arm_images(arm, world, prompts, t, ep, store)
         row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict() if scorer is not None else {}
         row["images"] = len(images)
+        row["reused_samples"] = store is not None and bool(arm.model_sha256) and len(store) == stored
         if export is not None:
             export(images, prompts, ep.images_per_prompt, Path(export_dir) / arm.name / f"steps_{t}")
         out.setdefault(arm.name, {})[f"steps_{t}"] = row
@@ -194,11 +203,13 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
 
 
 def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  progress: bool = True, dm_student: ShowoModel | None = None, export_dir: str | Path | None = None) -> dict:
+                  progress: bool = True, dm_student: ShowoModel | None = None, export_dir: str | Path | None = None,
+                  store=None, teacher_sha256: str = "") -> dict:
     """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
     and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios.
-    Without `dm_student` the turbo_dm arms are left out; `export_dir` as evaluate_t2i's."""
-    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student), world, ep, progress, export_dir)
+    Without `dm_student` the turbo_dm arms are left out; `export_dir` as evaluate_t2i's; `store` and
+    `teacher_sha256`: the teacher stage's samples, reused by the teacher arms where the settings match."""
+    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student, teacher_sha256), world, ep, progress, export_dir, store)
     mmu = evaluate_mmu(teacher, student, world, ep, dm_student)
     return {"t2i": t2i, "mmu": mmu, "summary": headline(t2i, mmu, ep)}
 

@@ -171,8 +171,9 @@ def evaluate_student(student: ShowoModel, teacher: ShowoModel, world, dp: Distil
     from .teacher import eval_prompts_subset
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     steps, start = student_sampler(stage, dp)
-    sweep = t2i_sweep(student, world, prompts, steps, [0.0], bootstrap=bootstrap, seed=ep.seed,
-                      sample=ep.sample, temperature=ep.temperature, precision=ep.precision, **start)
+    sweep = t2i_sweep(student, world, prompts, steps, [0.0], bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
+                      temperature=ep.temperature, precision=ep.precision, images_per_prompt=ep.images_per_prompt,
+                      batch_size=ep.batch_size, **start)
     s = mmu_eval(student, world, "jacobi", block_size=block_size, precision=ep.precision)
     t = mmu_eval(teacher, world, "jacobi", block_size=block_size, precision=ep.precision)
     keep = ("accuracy", "forwards_per_token", "tokens_per_second")

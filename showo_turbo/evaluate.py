@@ -25,38 +25,85 @@ def encode_captions(world: World, texts: Sequence[str]):
     return caps.long(), lens.long()
 
 
-def generate_images(model, world: World, prompts: Sequence[EvalPrompt], steps: int, cfg_scale: float = 0.0, batch_size: int = 64,
-                    seed: int = 0, precision: str = "fp32", **sampler) -> np.ndarray:
-    """Images for `prompts` from the MaskGIT sampler (forward passes in `precision`), decoded by the
-    world's image tokenizer."""
-    import torch
-    from .model import autocast
+def sampler_settings(**sampler) -> dict:
+    """`t2i_generate`'s settings that decide the codes, defaults filled in (the key of a stored set)."""
+    import inspect
     from .sampling import t2i_generate
-    caps, lens = encode_captions(world, [p.text for p in prompts])
-    g = torch.Generator().manual_seed(seed)
-    codes = []
-    for i in range(0, len(prompts), batch_size):
-        with autocast(precision, model.device):
-            r = t2i_generate(model, caps[i:i + batch_size], lens[i:i + batch_size], steps=steps, cfg_scale=cfg_scale,
-                             generator=g, **sampler)
-        codes.append(r.codes)
+    skip = {"model", "captions", "caption_len", "steps", "cfg_scale", "generator", "return_trajectory", "trajectory_top_k"}
+    settings = {k: v.default for k, v in inspect.signature(t2i_generate).parameters.items() if k not in skip}
+    unknown = set(sampler) - set(settings)
+    if unknown:
+        raise TypeError(f"unknown sampler settings: {sorted(unknown)}")
+    return {**settings, **sampler}
+
+
+def generate_codes(model, world: World, prompts: Sequence[EvalPrompt], steps: int, cfg_scale: float = 0.0,
+                   images_per_prompt: int = 1, seed: int = 0, batch_size: int = 64, precision: str = "fp32",
+                   store=None, model_sha256: str = "", **sampler):
+    """Image codes [images_per_prompt * len(prompts), N] from the MaskGIT sampler (forward passes in
+    `precision`): image i of every prompt is drawn with seed `seed + i`, one generator running across
+    the batches of that set. With a `store` (sample_store.SampleStore) and the model's weights hash, a
+    set already stored under the same key is taken from it and a new one is added to it."""
+    import torch
+    from .model import autocast, resolve_precision
+    from .sample_store import sample_key
+    from .sampling import t2i_generate
+    texts = [p.text for p in prompts]
+    caps, lens = encode_captions(world, texts)
+    settings = sampler_settings(**sampler)
+    sets = []
+    for i in range(images_per_prompt):
+        key = None
+        if store is not None and model_sha256:
+            key = sample_key(model_sha256, texts, steps, cfg_scale, seed + i, batch_size,
+                             resolve_precision(precision, model.device), model.device.type, settings)
+            if store.get(key) is not None:
+                sets.append(store.get(key).long())
+                continue
+        g = torch.Generator().manual_seed(seed + i)
+        codes = []
+        for b in range(0, len(prompts), batch_size):
+            with autocast(precision, model.device):
+                r = t2i_generate(model, caps[b:b + batch_size], lens[b:b + batch_size], steps=steps, cfg_scale=cfg_scale,
+                                 generator=g, **settings)
+            codes.append(r.codes.cpu())
+        sets.append(torch.cat(codes))
+        if key is not None:
+            store.put(key, sets[-1])
+    return torch.cat(sets)
+
+
+def decode_codes(world: World, codes) -> np.ndarray:
+    """Pixels of image codes [B, N] through the world's image tokenizer."""
     g_h, g_w = world.vq.grid_shape
-    return world.vq.decode(torch.cat(codes).view(-1, g_h, g_w).numpy())
+    return world.vq.decode(codes.reshape(-1, g_h, g_w).numpy())
+
+
+def generate_images(model, world: World, prompts: Sequence[EvalPrompt], steps: int, cfg_scale: float = 0.0, batch_size: int = 64,
+                    seed: int = 0, precision: str = "fp32", images_per_prompt: int = 1, **sampler) -> np.ndarray:
+    """Images for `prompts` (`generate_codes`, image i of every prompt with seed `seed + i`), decoded
+    by the world's image tokenizer."""
+    return decode_codes(world, generate_codes(model, world, prompts, steps, cfg_scale, images_per_prompt, seed, batch_size,
+                                              precision, **sampler))
 
 
 def t2i_sweep(model, world: World, prompts: Sequence[EvalPrompt], steps: Sequence[int], cfg_scales: Sequence[float],
-              bootstrap: int = 1000, seed: int = 0, progress: bool = True, **sampler) -> dict[str, dict]:
-    """{'steps_<T>.cfg_<s>': the world scorer's dict} for every step count and CFG scale; {} for a
-    world without a scorer (no images are drawn then)."""
+              bootstrap: int = 1000, seed: int = 0, progress: bool = True, images_per_prompt: int = 1, batch_size: int = 64,
+              store=None, model_sha256: str = "", **sampler) -> dict[str, dict]:
+    """{'steps_<T>.cfg_<s>': the world scorer's dict} for every step count and CFG scale, over
+    `images_per_prompt` seeded images per prompt; {} for a world without a scorer (no images are
+    drawn then). `store` / `model_sha256` as generate_codes' (the sampled codes are kept there)."""
     from tqdm.auto import tqdm
     scorer = world.scorer()
     if scorer is None:
         return {}
+    scored = [p for _ in range(images_per_prompt) for p in prompts]  # generate_codes' order
     out = {}
     grid = [(t, s) for t in steps for s in cfg_scales]
     for t, s in tqdm(grid, desc="T2I sweep", disable=not progress):
-        images = generate_images(model, world, prompts, t, s, seed=seed, **sampler)
-        out[f"steps_{t}.cfg_{s:g}"] = scorer.score(images, prompts, bootstrap, seed).to_dict()
+        codes = generate_codes(model, world, prompts, t, s, images_per_prompt, seed, batch_size, store=store,
+                               model_sha256=model_sha256, **sampler)
+        out[f"steps_{t}.cfg_{s:g}"] = scorer.score(decode_codes(world, codes), scored, bootstrap, seed).to_dict()
     return out
 
 

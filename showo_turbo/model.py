@@ -48,6 +48,9 @@ class ShowoConfig:
     rope_theta: float = 10000.0
     layer_norm_eps: float = 1e-5
     attn_implementation: str = "eager"  # ~10% faster than sdpa on 2 CPU cores (TRIALS.md)
+    # Phi's gelu_new (the tanh approximation) as PyTorch's one fused kernel: the same function (at most
+    # 2.4e-7 apart in fp32) and a training step 14-20% faster on this CPU than the five-op gelu_new.
+    hidden_act: str = "gelu_pytorch_tanh"
     # Omni-attention quirks (Show-o's `rm_pad_in_image=True`: both on).
     hide_pads_from_image: bool = True
     hide_pads_from_text: bool = True
@@ -70,7 +73,7 @@ class ShowoConfig:
                          max_position_embeddings=self.max_position_embeddings, partial_rotary_factor=self.partial_rotary_factor,
                          rope_theta=self.rope_theta, layer_norm_eps=self.layer_norm_eps, qk_layernorm=True,
                          resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False,
-                         attn_implementation=self.attn_implementation)
+                         hidden_act=self.hidden_act, attn_implementation=self.attn_implementation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -469,6 +472,8 @@ def official_showo_config(folder: str | Path, llm_dir: str | Path | None, max_ca
             raise CheckpointError(f"{phi_path}: not found (the phi-1_5 folder's config.json gives the backbone sizes)")
         phi = _json_file(phi_path)
         backbone.update({ours: phi[theirs] for theirs, ours in PHI_KEYS.items() if theirs in phi})
+        act = phi.get("hidden_act", "gelu_new")
+        backbone["hidden_act"] = "gelu_pytorch_tanh" if act == "gelu_new" else act  # the same function, fused
     return ShowoConfig(text_size=int(conf.get("llm_vocab_size", 50295)), codebook_size=int(conf.get("codebook_size", 8192)),
                        num_image_tokens=int(conf.get("num_vq_tokens", 256)), max_caption_tokens=max_caption_tokens,
                        sot_id=sot_id, eot_id=eot_id, **backbone)

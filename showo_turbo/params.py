@@ -67,8 +67,10 @@ class TeacherEvalParams:
     cfg_scales: tuple[float, ...] = param((2.0, 5.0), min=0.0, doc="besides 0 (no CFG), which is always run")
     sample: str = param("multinomial", choices=("multinomial", "argmax"))
     temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature")
-    prompts_per_category: int = param(100, min=1, doc="at most world.eval_prompts_per_category")
+    prompts_per_category: int = param(50, min=1, doc="at most world.eval_prompts_per_category")
+    images_per_prompt: int = param(2, min=1, doc="images per prompt, image i with seed `seed + i` (as evaluate's)")
     precision: str = param("auto", choices=PRECISIONS, doc="forward passes while sampling (auto: bf16 where native)")
+    batch_size: int = param(64, min=1, doc="prompts per sampling batch")
     seed: int = param(0, min=0)
 
 

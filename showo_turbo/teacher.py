@@ -27,6 +27,7 @@ from .io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, 
 from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
+from .sample_store import SampleStore
 from .worlds import World
 
 
@@ -261,8 +262,11 @@ def eval_prompts_subset(world: World, per_category: int):
     return out
 
 
-def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, card: dict, bootstrap: int = 1000) -> dict:
-    """metrics/teacher.json: t2i.steps_<T>.cfg_<s>.{score, ci_low, ci_high, <category>}, mmu.accuracy, train.minutes."""
+def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, card: dict, bootstrap: int = 1000,
+                     samples_dir: str | Path | None = None, model_sha256: str = "") -> dict:
+    """metrics/teacher.json: t2i.steps_<T>.cfg_<s>.{score, ci_low, ci_high, <category>}, mmu.accuracy, train.minutes.
+    With `samples_dir` and the weights file's hash, the sampled codes are written there as a
+    SampleStore, for the evaluate stage's teacher arms to reuse where their settings are the same."""
     want = model_config_for(world, "micro")
     have = model.config
     if (have.vocab_size, have.num_image_tokens, have.max_caption_tokens) != (want.vocab_size, want.num_image_tokens, want.max_caption_tokens):
@@ -271,8 +275,12 @@ def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, car
             f"world ({want.vocab_size}, {want.num_image_tokens}): the world's scorer can only score a teacher of its world")
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     scales = [0.0, *[s for s in ep.cfg_scales if s != 0]]
+    store = SampleStore() if samples_dir is not None and model_sha256 else None
     sweep = t2i_sweep(model, world, prompts, ep.steps, scales, bootstrap=bootstrap, seed=ep.seed, sample=ep.sample,
-                      temperature=ep.temperature, precision=ep.precision)
+                      temperature=ep.temperature, precision=ep.precision, images_per_prompt=ep.images_per_prompt,
+                      batch_size=ep.batch_size, store=store, model_sha256=model_sha256)
+    if store is not None and len(store):
+        store.save(samples_dir)
     t2i: dict = {}
     for T in ep.steps if sweep else ():  # no sweep: the world has no scorer
         t2i[f"steps_{T}"] = {scale_key(s): sweep[f"steps_{T}.cfg_{s:g}"] for s in scales}

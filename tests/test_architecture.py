@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "showo_turbo"
 # The method: model, samplers, trajectories, distillation, evaluation harness, and what they stand on.
 CORE = ("model", "sampling", "trajectories", "consistency", "distribution_matching", "distill", "evaluate", "benchmark",
-        "teacher", "params", "io", "errors", "shards", "tokenization", "display", "magvit", "phi_tokenizer", "worlds")
+        "teacher", "params", "io", "errors", "shards", "sample_store", "tokenization", "display", "magvit", "phi_tokenizer", "worlds")
 
 
 def module_name(path: Path) -> str:

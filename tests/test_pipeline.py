@@ -132,6 +132,13 @@ def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
             assert all(isinstance(row[k], float) for k in ("score", "ci_low", "ci_high", "seconds_per_image", *CATEGORIES))
     for arm in MMU_ARMS:
         assert all(isinstance(m["mmu"][arm][k], float) for k in MMU_KEYS)
+    # one teacher sweep: the teacher arms took the teacher stage's samples at the step counts it
+    # swept (same layout in the micro params) and drew the others; a student's are always drawn
+    swept = load_params(micro_repo / "params.yaml").teacher.eval.steps
+    for t in ep.steps:
+        assert m["t2i"]["teacher_cfg"][f"steps_{t}"]["reused_samples"] is (t in swept)
+        assert m["t2i"]["teacher_nocfg"][f"steps_{t}"]["reused_samples"] is (t in swept)
+        assert m["t2i"]["turbo"][f"steps_{t}"]["reused_samples"] is False
     plots = json.loads(run([BIN / "dvc", "plots", "show", "--json"], micro_repo).stdout)
     assert {"score vs steps", "seconds per image vs steps"} <= set(plots["data"])
     assert (micro_repo / "data" / "evaluate" / "samples.png").is_file()
