@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluate import decode_codes, encode_captions, generate_codes, generate_images, mmu_eval
+from .evaluate import CodeSets, decode_codes, encode_captions, generate_codes, generate_images, mmu_eval
 from .io import atomic_path
 from .model import ShowoModel, autocast
 from .params import EvaluateParams
@@ -87,13 +87,19 @@ def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
     return arms
 
 
+def arm_codes(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams,
+              store=None) -> CodeSets:
+    """`ep.images_per_prompt` image codes per prompt, image i of every prompt drawn with seed
+    `ep.seed + i` (the same seeds for every arm); sets found in `store` under the arm's model hash
+    are reused (`CodeSets.reused` counts them)."""
+    return generate_codes(arm.model, world, prompts, steps, arm.cfg_scale, ep.images_per_prompt, ep.seed, ep.batch_size,
+                          ep.precision, store=store, model_sha256=arm.model_sha256, sample=ep.sample, **arm.sampler(steps))
+
+
 def arm_images(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams,
                store=None) -> np.ndarray:
-    """`ep.images_per_prompt` images per prompt, image i of every prompt drawn with seed `ep.seed + i`
-    (the same seeds for every arm); sets found in `store` under the arm's model hash are reused."""
-    codes = generate_codes(arm.model, world, prompts, steps, arm.cfg_scale, ep.images_per_prompt, ep.seed, ep.batch_size,
-                           ep.precision, store=store, model_sha256=arm.model_sha256, sample=ep.sample, **arm.sampler(steps))
-    return decode_codes(world, codes)
+    """`arm_codes`, decoded to pixels."""
+    return decode_codes(world, arm_codes(arm, world, prompts, steps, ep, store).codes)
 
 
 def timed_generate(arm: T2IArm, caps: torch.Tensor, lens: torch.Tensor, steps: int, ep: EvaluateParams,
@@ -154,11 +160,11 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     out: dict = {}
     grid = [(arm, t) for arm in arms for t in ep.steps]
     for arm, t in tqdm(grid, desc="T2I arms", disable=not progress):
-        stored = len(store) if store is not None else 0
-        images = arm_images(arm, world, prompts, t, ep, store)
+        sets = arm_codes(arm, world, prompts, t, ep, store)
+        images = decode_codes(world, sets.codes)
         row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict() if scorer is not None else {}
         row["images"] = len(images)
-        row["reused_samples"] = store is not None and bool(arm.model_sha256) and len(store) == stored
+        row["reused_samples"] = sets.reused == ep.images_per_prompt  # every set taken from the teacher stage's store
         if export is not None:
             export(images, prompts, ep.images_per_prompt, Path(export_dir) / arm.name / f"steps_{t}")
         out.setdefault(arm.name, {})[f"steps_{t}"] = row

@@ -14,14 +14,16 @@ random codes can act as its latent. It is trained on its own samples. One genera
 4. the frozen teacher with CFG and the auxiliary model predict at x_t: p_teacher, p_aux;
 5. the generator's logits get the gradient g = p_aux - p_teacher (forward KL; `jeffreys_beta` mixes
    in reverse KL) at the positions masked in x_t and none elsewhere, through the surrogate
-   0.5 ||logits - sg(logits - g)||^2 (summed over positions and codes, averaged over samples);
+   0.5 ||logits - sg(logits - g)||^2 (summed over positions and codes, averaged over samples, or with
+   `surrogate_norm: mean` averaged over the masked positions);
 6. text: the consistency stages' Jacobi consistency + AR + LM losses from the trajectory store, in
    the same forward, so the result is one student for images and text.
 
 Then `aux_updates` auxiliary updates: fresh generator samples, re-masked, cross-entropy with label
 smoothing at the masked positions. The auxiliary model (a copy of the teacher at the start) thus
 tracks what the generator draws, and p_aux - p_teacher says where the generator's distribution
-differs from the teacher's. At inference the student samples from the same noisy start at 1 step,
+differs from the teacher's (`aux_init`: the auxiliary model starts as the teacher, Di[M]O's choice,
+or as the generator's own start when that is a distilled student). At inference the student samples from the same noisy start at 1 step,
 or continues with Show-o's cosine re-masking for more (`t2i_generate(init_mask_ratio=...)`).
 """
 
@@ -117,10 +119,16 @@ def matching_gradient(p_aux: torch.Tensor, p_teacher: torch.Tensor, masked: torc
     return torch.where(masked.unsqueeze(-1), grad, torch.zeros_like(grad))
 
 
-def surrogate_loss(logits: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """0.5 ||logits - sg(logits - grad)||^2 / B: its gradient in `logits` is exactly grad / B."""
+def surrogate_loss(logits: torch.Tensor, grad: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
+    """0.5 ||logits - sg(logits - grad)||^2 / B: its gradient in `logits` is exactly grad / B (Di[M]O's
+    scale, a sum over positions). With `masked` [B, N], divided by the number of masked positions
+    instead (gradient grad / masked.sum()): a mean per masked position, the scale of the
+    consistency stages' image loss, so that the text terms keep their weight beside it."""
     logits = logits.float()
-    return 0.5 * (logits - (logits - grad).detach()).pow(2).sum() / logits.shape[0]
+    total = 0.5 * (logits - (logits - grad).detach()).pow(2).sum()
+    if masked is not None:
+        return total / masked.sum().clamp(min=1)
+    return total / logits.shape[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ class DMObjective(nn.Module):
             p_aux = guided_logits(self.aux, caps, lens, image_state_ids(x_t, cfg), 0.0).softmax(-1)
         # 5. Distribution matching through the surrogate.
         grad = matching_gradient(p_aux, p_teacher, masked, dm.jeffreys_beta)
-        out["image"] = surrogate_loss(logits, grad.to(dev))
+        out["image"] = surrogate_loss(logits, grad.to(dev), masked.to(dev) if dm.surrogate_norm == "mean" else None)
         # 6. Text: LM on the captions, Jacobi consistency + AR on the trajectory store's rows.
         out["lm"] = lm_loss(m, caps.to(dev), lens.to(dev))
         out.update(text_losses(m, {k: v.to(dev) for k, v in batch.items()}))
@@ -190,7 +198,8 @@ class DMTraining:
         self.acc, self.dp, dm = acc, dp, dp.dm
         teacher_path = Path(teacher_dir) / "model.safetensors"
         student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
-        aux = load_model(resume / "aux.safetensors" if resume else teacher_path).train()
+        aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
+        aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()
         teacher = load_model(teacher_path).requires_grad_(False).to(acc.device)
         self.ema = None
         if dm.ema_decay > 0:

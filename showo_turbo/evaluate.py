@@ -6,7 +6,7 @@ passes per token. A world supplies its prompts, questions, tokenizers and scorer
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -37,13 +37,21 @@ def sampler_settings(**sampler) -> dict:
     return {**settings, **sampler}
 
 
+class CodeSets(NamedTuple):
+    """`generate_codes`' result: the codes [images_per_prompt * len(prompts), N] and how many of
+    the `images_per_prompt` sets were taken from the store instead of drawn."""
+
+    codes: "torch.Tensor"
+    reused: int
+
+
 def generate_codes(model, world: World, prompts: Sequence[EvalPrompt], steps: int, cfg_scale: float = 0.0,
                    images_per_prompt: int = 1, seed: int = 0, batch_size: int = 64, precision: str = "fp32",
-                   store=None, model_sha256: str = "", **sampler):
-    """Image codes [images_per_prompt * len(prompts), N] from the MaskGIT sampler (forward passes in
-    `precision`): image i of every prompt is drawn with seed `seed + i`, one generator running across
-    the batches of that set. With a `store` (sample_store.SampleStore) and the model's weights hash, a
-    set already stored under the same key is taken from it and a new one is added to it."""
+                   store=None, model_sha256: str = "", **sampler) -> CodeSets:
+    """Image codes from the MaskGIT sampler (forward passes in `precision`): image i of every prompt
+    is drawn with seed `seed + i`, one generator running across the batches of that set. With a
+    `store` (sample_store.SampleStore) and the model's weights hash, a set already stored under the
+    same key is taken from it and a new one is added to it."""
     import torch
     from .model import autocast, resolve_precision
     from .sample_store import sample_key
@@ -51,14 +59,16 @@ def generate_codes(model, world: World, prompts: Sequence[EvalPrompt], steps: in
     texts = [p.text for p in prompts]
     caps, lens = encode_captions(world, texts)
     settings = sampler_settings(**sampler)
-    sets = []
+    sets, reused = [], 0
     for i in range(images_per_prompt):
         key = None
         if store is not None and model_sha256:
             key = sample_key(model_sha256, texts, steps, cfg_scale, seed + i, batch_size,
                              resolve_precision(precision, model.device), model.device.type, settings)
-            if store.get(key) is not None:
-                sets.append(store.get(key).long())
+            found = store.get(key)
+            if found is not None:
+                sets.append(found.long())
+                reused += 1
                 continue
         g = torch.Generator().manual_seed(seed + i)
         codes = []
@@ -70,7 +80,7 @@ def generate_codes(model, world: World, prompts: Sequence[EvalPrompt], steps: in
         sets.append(torch.cat(codes))
         if key is not None:
             store.put(key, sets[-1])
-    return torch.cat(sets)
+    return CodeSets(torch.cat(sets), reused)
 
 
 def decode_codes(world: World, codes) -> np.ndarray:
@@ -84,7 +94,7 @@ def generate_images(model, world: World, prompts: Sequence[EvalPrompt], steps: i
     """Images for `prompts` (`generate_codes`, image i of every prompt with seed `seed + i`), decoded
     by the world's image tokenizer."""
     return decode_codes(world, generate_codes(model, world, prompts, steps, cfg_scale, images_per_prompt, seed, batch_size,
-                                              precision, **sampler))
+                                              precision, **sampler).codes)
 
 
 def t2i_sweep(model, world: World, prompts: Sequence[EvalPrompt], steps: Sequence[int], cfg_scales: Sequence[float],
@@ -102,7 +112,7 @@ def t2i_sweep(model, world: World, prompts: Sequence[EvalPrompt], steps: Sequenc
     grid = [(t, s) for t in steps for s in cfg_scales]
     for t, s in tqdm(grid, desc="T2I sweep", disable=not progress):
         codes = generate_codes(model, world, prompts, t, s, images_per_prompt, seed, batch_size, store=store,
-                               model_sha256=model_sha256, **sampler)
+                               model_sha256=model_sha256, **sampler).codes
         out[f"steps_{t}.cfg_{s:g}"] = scorer.score(decode_codes(world, codes), scored, bootstrap, seed).to_dict()
     return out
 

@@ -140,6 +140,10 @@ def _default_stages() -> dict:
             "dm": CurriculumStage("dm", 1, "data/teacher")}
 
 
+DM_AUX_INITS = ("teacher", "student")
+DM_SURROGATE_NORMS = ("sum", "mean")
+
+
 @dataclass(frozen=True)
 class DistributionMatchingParams:
     """`method: dm` stages (distribution_matching.py): a one-pass generator from a noisy start,
@@ -159,6 +163,10 @@ class DistributionMatchingParams:
     train_steps: tuple[int, ...] = param((1,), min=1, doc="the generator's step counts in training, one drawn per sample "
                                       "batch (1 = Di[M]O's one pass; more trains the later passes on its own states)")
     rollout_temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature of a training rollout (> 1 step)")
+    aux_init: str = param("teacher", choices=DM_AUX_INITS, doc="the auxiliary model's start: teacher (Di[M]O) | "
+                          "student (the stage's init_dir, i.e. the generator's own start)")
+    surrogate_norm: str = param("sum", choices=DM_SURROGATE_NORMS, doc="the image surrogate per sample: sum over "
+                                "positions (Di[M]O) | mean over its masked positions (the consistency loss's scale)")
 
 
 @dataclass(frozen=True)

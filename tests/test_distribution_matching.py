@@ -100,14 +100,17 @@ def test_student_rollout_is_the_samplers_walk_with_each_positions_deciding_logit
         student_rollout(model, caps, lens, start, 0, 4.5)
 
 
-def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_world, micro_params, monkeypatch):
+@pytest.mark.parametrize("norm", ["sum", "mean"])
+def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_world, micro_params, monkeypatch, norm):
     """The logit gradient of the surrogate, recomputed independently: the same random draws, the
-    teacher's CFG and the auxiliary model's distributions from plain forwards."""
+    teacher's CFG and the auxiliary model's distributions from plain forwards; divided by the batch
+    (Di[M]O's sum per sample) or by the number of masked positions (`surrogate_norm: mean`)."""
     cfg_m = model_config_for(micro_world, "micro")
     torch.manual_seed(0)
     student, teacher, aux = (ShowoModel(cfg_m).eval() for _ in range(3))
     dp = replace(micro_params.distill, weight_lm=0.0, weight_text=0.0, weight_image=1.0,
-                 dm=replace(micro_params.distill.dm, embed_noise=0.0, teacher_cfg_scale=2.0, jeffreys_beta=0.0))
+                 dm=replace(micro_params.distill.dm, embed_noise=0.0, teacher_cfg_scale=2.0, jeffreys_beta=0.0,
+                                                      surrogate_norm=norm))
     lay, N, B = cfg_m.layout, cfg_m.num_image_tokens, 5
     caps, lens = torch.randint(0, 10, (B, 5)), torch.tensor([5, 3, 4, 5, 2])
     start = noisy_initial_state(B, N, cfg_m.codebook_size, 0.6, torch.Generator().manual_seed(1))
@@ -136,7 +139,7 @@ def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_w
         uncond = teacher.image_logits(empty, omni_attention_mask(empty, cfg_m))
         p_t = (3.0 * cond - 2.0 * uncond).softmax(-1)
         p_a = aux.image_logits(ids(caps, lens)).softmax(-1)
-    expected = torch.where(masked.unsqueeze(-1), p_a - p_t, 0.0) / B
+    expected = torch.where(masked.unsqueeze(-1), p_a - p_t, 0.0) / (B if norm == "sum" else masked.sum())
     assert masked.any() and (~masked).any()
     assert torch.allclose(grad, expected, atol=1e-6)
     assert (grad[~masked] == 0).all() and grad[masked].abs().sum() > 1e-3
@@ -174,6 +177,27 @@ def test_auxiliary_model_learns_the_generators_samples_not_the_teachers(workdir,
     # Trained on the teacher's samples, c* would stay near the teacher's ~1/codebook; here it grows tenfold.
     print(f"p(c*): teacher {teacher_p:.4f}, auxiliary before {before:.4f}, after 12 updates {after:.4f}")
     assert after > 10 * teacher_p
+
+
+def test_auxiliary_model_starts_as_the_teacher_or_the_generators_start(workdir, micro_params, monkeypatch):
+    """`aux_init: teacher` loads the teacher's weights into the auxiliary model, `student` the
+    stage's init_dir (here a student whose weights differ from the teacher's everywhere)."""
+    from accelerate import Accelerator
+    monkeypatch.chdir(workdir)
+    other = load_model(workdir / "data" / "teacher" / "model.safetensors")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.01)
+    (workdir / "data" / "shifted").mkdir(exist_ok=True)
+    save_model(other, workdir / "data" / "shifted" / "model.safetensors")
+    teacher = load_model(workdir / "data" / "teacher" / "model.safetensors")
+    stage = replace(DM, init_dir="data/shifted")
+    for init, expected in (("teacher", teacher), ("student", other)):
+        dp = replace(micro_params.distill, dm=replace(micro_params.distill.dm, aux_init=init))
+        tr = DMTraining(Accelerator(cpu=True), stage, dp, "data/trajectories", "data/shifted", "data/teacher")
+        for name, p in tr.aux.state_dict().items():
+            assert torch.equal(p, expected.state_dict()[name]), (init, name)
+        assert torch.equal(tr.student_model().state_dict()["showo.lm_head.bias"], other.state_dict()["showo.lm_head.bias"])
 
 
 def test_dm_stage_resumes_bit_identically(workdir, micro_params, monkeypatch):

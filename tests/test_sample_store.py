@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from showo_turbo.benchmark import arm_images, evaluate_t2i, t2i_arms
+from showo_turbo.benchmark import arm_codes, arm_images, evaluate_t2i, t2i_arms
 from showo_turbo.model import ShowoModel
 from showo_turbo.sample_store import SampleStore, SampleStoreError, sample_key
 from showo_turbo.teacher import evaluate_teacher, model_config_for
@@ -55,6 +55,8 @@ def test_the_teacher_stage_stores_what_the_evaluate_arms_draw(teacher, micro_wor
             fresh = arm_images(replace(arm, model_sha256=""), micro_world, prompts, t, ep)  # drawn anew, no store
             reused = arm_images(arm, micro_world, prompts, t, ep, store)
             np.testing.assert_array_equal(reused, fresh)
+            assert arm_codes(arm, micro_world, prompts, t, ep, store).reused == ep.images_per_prompt
+            assert arm_codes(replace(arm, model_sha256=""), micro_world, prompts, t, ep, store).reused == 0
     assert len(store) == len(ep.steps) * 2 * ep.images_per_prompt  # nothing was missing, nothing added
 
 
