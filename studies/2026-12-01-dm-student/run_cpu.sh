@@ -74,3 +74,29 @@ OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-F --trajectories runs
 cp runs/dm-F/summary.json studies/2026-12-01-dm-student/summary_F.json
 OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-F/students/dm/model.safetensors \
     --arm-steps 1,2,4
+# 11. Fifth session: the grid from the pipeline's start point. FULL is a finished default pipeline
+#     (`bash scripts/repro.sh` in a clone, here /tmp/full: 600-step curriculum, its trajectories,
+#     its dm stage as the baseline of this grid). Each run: the dm stage from that seg1, 150 steps,
+#     params.yaml's settings plus one knob, two runs at a time on one thread each.
+FULL=/tmp/full
+grid_run() {  # grid_run NAME --set ... : the dm stage from $FULL's seg1 with these overrides
+    name=$1; shift
+    mkdir -p runs/dm-$name/students && cp -r $FULL/data/students/seg1 runs/dm-$name/students/seg1
+    OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-$name --trajectories $FULL/data/trajectories \
+        --world $FULL/data/world --teacher $FULL/data/teacher --device cpu \
+        --set distill.precision=fp32 --set teacher.eval.precision=fp32 \
+        --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/students/seg1}}" \
+        --milestones 150 "$@" > runs/dm-$name.log 2>&1
+    cp runs/dm-$name/summary.json studies/2026-12-01-dm-student/summary_$name.json
+}
+grid_run H --set distill.dm.surrogate_norm=mean &
+grid_run I --set distill.dm.aux_init=student &
+wait
+grid_run J --set distill.dm.surrogate_norm=mean --set distill.dm.teacher_cfg_scale=3.0 &
+grid_run K --set distill.dm.surrogate_norm=mean --set distill.dm.lr=0.0003 --set distill.dm.aux_lr=0.0009 &
+wait
+# The turbo_dm arm's sampler (top-k 1, 600 prompt-images as in the evaluate stage) on each student.
+for s in $FULL/data/students/dm runs/dm-H/students/dm runs/dm-I/students/dm runs/dm-J/students/dm runs/dm-K/students/dm; do
+    OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py $s/model.safetensors --world $FULL/data/world \
+        --arm-steps 1,2,4 --images-per-prompt 2
+done

@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--per-category", type=int, default=50)
     ap.add_argument("--mask-ratio", type=float, default=0.6)
     ap.add_argument("--arm-steps", default="", help="comma-separated step counts for the arm's sampler (top-k 1)")
+    ap.add_argument("--images-per-prompt", type=int, default=1, help="2 = the evaluate stage's layout (seeds 0 and 1)")
     args = ap.parse_args()
     world = load_world(args.world)
     model = load_model(args.student).eval()
@@ -30,7 +31,8 @@ def main() -> None:
     if args.arm_steps:
         for t in map(int, args.arm_steps.split(",")):
             r = t2i_sweep(model, world, prompts, [t], [0.0], bootstrap=1000, seed=0, progress=False, precision="fp32",
-                          temperature=4.5, init_mask_ratio=args.mask_ratio, sample="multinomial", top_k=1)[f"steps_{t}.cfg_0"]
+                          temperature=4.5, init_mask_ratio=args.mask_ratio, sample="multinomial", top_k=1,
+                          images_per_prompt=args.images_per_prompt)[f"steps_{t}.cfg_0"]
             cats = " / ".join(f"{r[c]:.2f}" for c in ("single_object", "colors", "two_object", "counting", "position", "color_attr"))
             print(f"top-k 1     {t} steps {r['score']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})  {cats}", flush=True)
         return
