@@ -77,7 +77,8 @@ OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py runs/dm-
 # 11. Fifth session: the grid from the pipeline's start point. FULL is a finished default pipeline
 #     (`bash scripts/repro.sh` in a clone, here /tmp/full: 600-step curriculum, its trajectories,
 #     its dm stage as the baseline of this grid). Each run: the dm stage from that seg1, 150 steps,
-#     params.yaml's settings plus one knob, two runs at a time on one thread each.
+#     the settings of that time (surrogate_norm sum, train_steps [1, 2, 4]; the defaults since
+#     runs H-M are mean and [2, 4]) plus the knobs named, two runs at a time on one thread each.
 FULL=/tmp/full
 grid_run() {  # grid_run NAME --set ... : the dm stage from $FULL's seg1 with these overrides
     name=$1; shift
@@ -86,7 +87,8 @@ grid_run() {  # grid_run NAME --set ... : the dm stage from $FULL's seg1 with th
         --world $FULL/data/world --teacher $FULL/data/teacher --device cpu \
         --set distill.precision=fp32 --set teacher.eval.precision=fp32 \
         --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/students/seg1}}" \
-        --milestones 150 "$@" > runs/dm-$name.log 2>&1
+        --set distill.dm.surrogate_norm=sum --set "distill.dm.train_steps=[1, 2, 4]" \
+        --milestones 150 "$@" > runs/dm-$name.log 2>&1  # the later --set wins
     cp runs/dm-$name/summary.json studies/2026-12-01-dm-student/summary_$name.json
 }
 grid_run H --set distill.dm.surrogate_norm=mean &
@@ -95,8 +97,27 @@ wait
 grid_run J --set distill.dm.surrogate_norm=mean --set distill.dm.teacher_cfg_scale=3.0 &
 grid_run K --set distill.dm.surrogate_norm=mean --set distill.dm.lr=0.0003 --set distill.dm.aux_lr=0.0009 &
 wait
+grid_run L --set distill.dm.surrogate_norm=mean --set distill.dm.jeffreys_beta=1.0 &
+grid_run M --set distill.dm.surrogate_norm=mean --set "distill.dm.train_steps=[2, 4]" &
+wait
 # The turbo_dm arm's sampler (top-k 1, 600 prompt-images as in the evaluate stage) on each student.
-for s in $FULL/data/students/dm runs/dm-H/students/dm runs/dm-I/students/dm runs/dm-J/students/dm runs/dm-K/students/dm; do
+for s in $FULL/data/students/dm runs/dm-{H,I,J,K,L,M}/students/dm; do
+    OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py $s/model.safetensors --world $FULL/data/world \
+        --arm-steps 1,2,4 --images-per-prompt 2
+done
+# 12. Run M continued to 300 steps (in its own folder: the checkpoint's signature names its init_dir)
+#     and run N (only 4-step rollouts), then the arm's sampler on both.
+cp runs/dm-M/summary.json runs/dm-M/summary_150.json
+OMP_NUM_THREADS=1 python scripts/distill_budget.py runs/dm-M --trajectories $FULL/data/trajectories \
+    --world $FULL/data/world --teacher $FULL/data/teacher --device cpu \
+    --set distill.precision=fp32 --set teacher.eval.precision=fp32 \
+    --set "distill.stages={dm: {method: dm, segments: 1, init_dir: data/students/seg1}}" \
+    --set distill.dm.surrogate_norm=mean --set "distill.dm.train_steps=[2, 4]" \
+    --milestones 300 > runs/dm-M300.log 2>&1 &
+grid_run N --set distill.dm.surrogate_norm=mean --set "distill.dm.train_steps=[4]" &
+wait
+cp runs/dm-M/summary.json studies/2026-12-01-dm-student/summary_M300.json
+for s in runs/dm-M/students/dm runs/dm-N/students/dm; do
     OMP_NUM_THREADS=1 python studies/2026-12-01-dm-student/sampler_sweep.py $s/model.safetensors --world $FULL/data/world \
         --arm-steps 1,2,4 --images-per-prompt 2
 done
