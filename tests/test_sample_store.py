@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from showo_turbo.benchmark import arm_codes, arm_images, evaluate_t2i, t2i_arms
+from showo_turbo.benchmark import arm_codes, evaluate_t2i, t2i_arms
+from showo_turbo.evaluate import decode_codes
 from showo_turbo.model import ShowoModel
 from showo_turbo.sample_store import SampleStore, SampleStoreError, sample_key
 from showo_turbo.teacher import evaluate_teacher, model_config_for
@@ -52,11 +53,10 @@ def test_the_teacher_stage_stores_what_the_evaluate_arms_draw(teacher, micro_wor
     prompts = eval_prompts_subset(micro_world, ep.prompts_per_category)
     for arm in t2i_arms(teacher, teacher, ep, teacher_sha256=SHA)[:2]:  # teacher_cfg, teacher_nocfg
         for t in ep.steps:
-            fresh = arm_images(replace(arm, model_sha256=""), micro_world, prompts, t, ep)  # drawn anew, no store
-            reused = arm_images(arm, micro_world, prompts, t, ep, store)
-            np.testing.assert_array_equal(reused, fresh)
-            assert arm_codes(arm, micro_world, prompts, t, ep, store).reused == ep.images_per_prompt
-            assert arm_codes(replace(arm, model_sha256=""), micro_world, prompts, t, ep, store).reused == 0
+            fresh = arm_codes(replace(arm, model_sha256=""), micro_world, prompts, t, ep, store)  # no hash: drawn anew
+            reused = arm_codes(arm, micro_world, prompts, t, ep, store)
+            assert fresh.reused == 0 and reused.reused == ep.images_per_prompt
+            np.testing.assert_array_equal(decode_codes(micro_world, reused.codes), decode_codes(micro_world, fresh.codes))
     assert len(store) == len(ep.steps) * 2 * ep.images_per_prompt  # nothing was missing, nothing added
 
 
