@@ -31,6 +31,8 @@ from .model import ShowoModel, resolve_precision, save_model
 from .params import CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 
+POOL_FILE = "teacher_pool.safetensors"  # a dm stage's teacher samples (image_loss matched), in its out folder
+
 # --------------------------------------------------------------------------------------------
 # A stage's identity and budget.
 
@@ -66,10 +68,13 @@ def without_budget(signature: dict) -> dict:
     return {**signature, "distill": distill}
 
 
-def stage_training(acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir, teacher_dir, resume: Path | None):
-    """The training state of `stage.method`, from its init_dir or from a checkpoint folder."""
+def stage_training(acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir, teacher_dir, resume: Path | None,
+                   out_dir: Path | None = None):
+    """The training state of `stage.method`, from its init_dir or from a checkpoint folder (a dm
+    stage's teacher-sample pool, image_loss matched, is kept in `out_dir`)."""
     if stage.method == "dm":
-        return DMTraining(acc, stage, dp, trajectories_dir, stage.init_dir, teacher_dir, resume)
+        pool = Path(out_dir) / POOL_FILE if out_dir is not None else None
+        return DMTraining(acc, stage, dp, trajectories_dir, stage.init_dir, teacher_dir, resume, pool)
     return ConsistencyTraining(acc, stage, dp, trajectories_dir, stage.init_dir, resume)
 
 
@@ -103,7 +108,7 @@ def distill_stage(stage: CurriculumStage, dp: DistillParams, trajectories_dir: s
         if step == 0:
             (out / "history.jsonl").unlink(missing_ok=True)
     resumed_from = step
-    training = stage_training(acc, stage, dp, trajectories_dir, teacher_dir, resume)
+    training = stage_training(acc, stage, dp, trajectories_dir, teacher_dir, resume, out)
     total = stage_steps(stage, dp)
     stop = total if max_steps is None else min(total, max_steps)
     what = "distribution matching" if stage.method == "dm" else f"{stage.segments} segments"

@@ -30,7 +30,6 @@ or continues with Show-o's cosine re-masking for more (`t2i_generate(init_mask_r
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -39,28 +38,15 @@ from torch import nn
 
 from .consistency import DistillBatches, total_loss, text_losses, warmup_lr
 from .io import read_torch_state
-from .model import CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, save_model, t2i_sequences
+from .matched_samples import MatchedObjective, teacher_pool
+from .model import (CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, resolve_precision, save_model,
+                    t2i_sequences)
 from .params import CurriculumStage, DistillParams
-from .sampling import guided_logits, gumbel_noise, log, noisy_initial_state, tokens_to_remask
+from .shards import sha256_of
+from .sampling import arccos_schedule, guided_logits, gumbel_noise, log, noisy_initial_state, remask, tokens_to_remask  # noqa: F401 (arccos_schedule: re-exported)
 
 # --------------------------------------------------------------------------------------------
 # Small helpers.
-
-
-def arccos_schedule(u: torch.Tensor) -> torch.Tensor:
-    """Masked fraction for u ~ U(0, 1): arccos(u) / (pi/2), Di[M]O's re-masking schedule (more
-    weight on high mask ratios than a uniform one)."""
-    return torch.arccos(u) / (math.pi / 2)
-
-
-def remask(codes: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-mask each row of `codes` [B, N] at its own random ratio: round(N * arccos_schedule(u))
-    positions (at least 1) become -1. Returns (state, masked)."""
-    B, N = codes.shape
-    n_mask = (N * arccos_schedule(torch.rand(B, generator=generator))).round().clamp(min=1)
-    rank = torch.rand(B, N, generator=generator).argsort(-1).argsort(-1)
-    masked = rank < n_mask.view(B, 1)
-    return torch.where(masked, -1, codes), masked
 
 
 def sample_codes(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -194,28 +180,56 @@ class DMTraining:
     of the generator; `step` does one generator update and `aux_updates` auxiliary updates."""
 
     def __init__(self, acc, stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path,
-                 init_dir: str | Path, teacher_dir: str | Path, resume: Path | None = None):
+                 init_dir: str | Path, teacher_dir: str | Path, resume: Path | None = None,
+                 pool_path: str | Path | None = None):
         self.acc, self.dp, dm = acc, dp, dp.dm
+        self.matched = dm.image_loss == "matched"
         teacher_path = Path(teacher_dir) / "model.safetensors"
         student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
-        aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
-        aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()
         teacher = load_model(teacher_path).requires_grad_(False).to(acc.device)
         self.ema = None
         if dm.ema_decay > 0:
             self.ema = (load_model(resume / "ema.safetensors") if resume else copy.deepcopy(student)).requires_grad_(False)
             self.ema = self.ema.to(acc.device)
         opt_g = torch.optim.AdamW(student.parameters(), lr=dm.lr, weight_decay=dp.weight_decay)
-        opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
-        if resume is not None:
-            state = read_torch_state(resume / "state.pt", CheckpointError)
+        state = read_torch_state(resume / "state.pt", CheckpointError) if resume is not None else None
+        if state is not None:
             opt_g.load_state_dict(state["optimizer"])
+        self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
+        self.cfg = student.config
+        if self.matched:  # no auxiliary model: the targets are the teacher's own samples
+            self.aux = self.opt_a = self.aux_objective = None
+            self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
+            self.objective, self.opt_g = acc.prepare(MatchedObjective(student, dp), opt_g)
+            return
+        aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
+        aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()
+        opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
+        if state is not None:
             opt_a.load_state_dict(state["aux_optimizer"])
         self.objective, self.aux_objective, self.opt_g, self.opt_a = acc.prepare(
             DMObjective(student, teacher, aux, dp), AuxObjective(aux, dm.label_smoothing), opt_g, opt_a)
         self.aux = aux
-        self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
-        self.cfg = student.config
+
+    def _pool(self, teacher: ShowoModel, teacher_sha256: str, path: str | Path | None) -> torch.Tensor:
+        """[pool_captions, pool_samples, N] teacher samples of the first training captions, built by the
+        main process into `path` (resumable) and read by every process."""
+        dm, t2i, acc = self.dp.dm, self.batches.t2i, self.acc
+        if path is None:
+            raise ValueError("image_loss matched needs a pool_path (the stage's folder keeps the teacher's samples)")
+        n = min(dm.pool_captions, len(t2i["caption"]))
+        caps, lens = t2i["caption"][:n].long(), t2i["caption_len"][:n].long()
+        args = (teacher, caps, lens, path, teacher_sha256, dm.pool_samples, dm.pool_steps, dm.teacher_cfg_scale,
+                dm.pool_temperature, self.dp.seed)
+        precision = resolve_precision(self.dp.precision, acc.device)
+        if acc.is_main_process:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            pool = teacher_pool(*args, precision=precision)
+        acc.wait_for_everyone()
+        if not acc.is_main_process:  # reads the main process's finished file
+            pool = teacher_pool(*args, precision=precision, progress=False)
+        self.pool_caption, self.pool_caption_len = caps, lens
+        return pool
 
     def _start(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Captions of `batch_t2i` trajectory-store rows and a noisy start for each."""
@@ -223,6 +237,16 @@ class DMTraining:
         rows = torch.randint(0, len(t2i["caption"]), (self.dp.dm.batch_t2i,), generator=g)
         start = noisy_initial_state(len(rows), cfg.num_image_tokens, cfg.codebook_size, self.dp.dm.mask_ratio, g)
         return t2i["caption"][rows].long(), t2i["caption_len"][rows].long(), start
+
+    def _matched_batch(self, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """batch_t2i / pool_samples pool captions, each with pool_samples noisy starts and its samples."""
+        dm, cfg = self.dp.dm, self.cfg
+        K = dm.pool_samples
+        rows = torch.randint(0, len(self.pool), (dm.batch_t2i // K,), generator=g)
+        start = noisy_initial_state(len(rows) * K, cfg.num_image_tokens, cfg.codebook_size, dm.mask_ratio, g)
+        return {"caption": self.pool_caption[rows].repeat_interleave(K, 0),
+                "caption_len": self.pool_caption_len[rows].repeat_interleave(K, 0), "start": start,
+                "samples": self.pool[rows].long()}
 
     def _rollout_steps(self, g: torch.Generator) -> int:
         """The generator's step count for this sample, drawn from `distill.dm.train_steps`."""
@@ -246,12 +270,15 @@ class DMTraining:
     def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         acc, dp, dm = self.acc, self.dp, self.dp.dm
         for opt, lr in ((self.opt_g, dm.lr), (self.opt_a, dm.aux_lr)):
-            for group in opt.param_groups:
+            for group in opt.param_groups if opt is not None else ():
                 group["lr"] = warmup_lr(step, lr, dp.warmup_steps)
         # The generator update.
-        caps, lens, start = self._start(g)
-        batch = {"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(self._rollout_steps(g)),
-                 **self.batches.draw_text(g)}
+        if self.matched:
+            batch = {**self._matched_batch(g), **self.batches.draw_text(g)}
+        else:
+            caps, lens, start = self._start(g)
+            batch = {"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(self._rollout_steps(g)),
+                     **self.batches.draw_text(g)}
         with acc.autocast():
             losses = self.objective(batch, g)
         self.opt_g.zero_grad(set_to_none=True)
@@ -262,6 +289,8 @@ class DMTraining:
             with torch.no_grad():
                 for e, p in zip(self.ema.parameters(), self.student_model().parameters()):
                     e.lerp_(p.detach(), 1 - dm.ema_decay)
+        if self.matched:
+            return losses
         # The auxiliary updates, on samples of the updated generator.
         aux_losses = []
         for _ in range(dm.aux_updates):
@@ -286,7 +315,10 @@ class DMTraining:
 
     def save(self, folder: Path) -> None:
         save_model(self.student_model(), folder / "model.safetensors")
-        save_model(self.aux, folder / "aux.safetensors")
         if self.ema is not None:
             save_model(self.ema, folder / "ema.safetensors")
-        torch.save({"optimizer": self.opt_g.state_dict(), "aux_optimizer": self.opt_a.state_dict()}, folder / "state.pt")
+        state = {"optimizer": self.opt_g.state_dict()}
+        if self.aux is not None:
+            save_model(self.aux, folder / "aux.safetensors")
+            state["aux_optimizer"] = self.opt_a.state_dict()
+        torch.save(state, folder / "state.pt")

@@ -142,6 +142,7 @@ def _default_stages() -> dict:
 
 DM_AUX_INITS = ("teacher", "student")
 DM_SURROGATE_NORMS = ("sum", "mean")
+DM_IMAGE_LOSSES = ("dm", "matched")
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,22 @@ class DistributionMatchingParams:
                           "student (the stage's init_dir, i.e. the generator's own start)")
     surrogate_norm: str = param("sum", choices=DM_SURROGATE_NORMS, doc="the image surrogate per sample: sum over "
                                 "positions (Di[M]O) | mean over its masked positions (the consistency loss's scale)")
+    image_loss: str = param("dm", choices=DM_IMAGE_LOSSES, doc="dm (distribution matching through the auxiliary "
+                            "model) | matched (cross-entropy to teacher samples paired with the noisy starts by a "
+                            "per-caption assignment, matched_samples.py)")
+    pool_captions: int = param(512, min=1, doc="image_loss matched: training captions in the teacher-sample pool")
+    pool_samples: int = param(8, min=1, doc="image_loss matched: teacher samples per caption (the assignment's size; "
+                              "batch_t2i must be a multiple)")
+    pool_steps: int = param(16, min=1, doc="image_loss matched: the pool teacher's MaskGIT steps (CFG teacher_cfg_scale)")
+    pool_temperature: float = param(4.5, min=0.0, doc="image_loss matched: the pool teacher's Gumbel re-masking temperature")
+    remask_weight: float = param(1.0, min=0.0, doc="image_loss matched: weight of the later passes' loss (re-masked "
+                                 "pool samples) beside the first pass's")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.image_loss == "matched" and self.batch_t2i % self.pool_samples:
+            return [("batch_t2i", f"must be a multiple of distill.dm.pool_samples ({self.pool_samples}) with "
+                                  f"image_loss matched, got {self.batch_t2i}")]
+        return []
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,22 @@ def noisy_initial_state(batch: int, num_tokens: int, codebook_size: int, mask_ra
     return torch.where(rank < n_mask, -1, codes)
 
 
+def arccos_schedule(u: torch.Tensor) -> torch.Tensor:
+    """Masked fraction for u ~ U(0, 1): arccos(u) / (pi/2), Di[M]O's re-masking schedule (more
+    weight on high mask ratios than a uniform one)."""
+    return torch.arccos(u) / (math.pi / 2)
+
+
+def remask(codes: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-mask each row of `codes` [B, N] at its own random ratio: round(N * arccos_schedule(u))
+    positions (at least 1) become -1. Returns (state, masked)."""
+    B, N = codes.shape
+    n_mask = (N * arccos_schedule(torch.rand(B, generator=generator))).round().clamp(min=1)
+    rank = torch.rand(B, N, generator=generator).argsort(-1).argsort(-1)
+    masked = rank < n_mask.view(B, 1)
+    return torch.where(masked, -1, codes), masked
+
+
 def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
     if not k or k >= logits.shape[-1]:
         return logits
