@@ -200,7 +200,7 @@ class DMTraining:
         if self.matched:  # no auxiliary model: the targets are the teacher's own samples
             self.aux = self.opt_a = self.aux_objective = None
             self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
-            self.objective, self.opt_g = acc.prepare(MatchedObjective(student, dp), opt_g)
+            self.objective, self.opt_g = acc.prepare(MatchedObjective(student, dp, teacher), opt_g)
             return
         aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
         aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()

@@ -14,7 +14,9 @@ layout is reinforced). Each start is then trained towards one coherent sample. O
 
 1. K noisy starts per caption (`sampling.noisy_initial_state`), one student pass with gradient;
 2. the K x K log-likelihoods of the caption's K pool samples from those logits (no gradient) and
-   the assignment that maximises their sum (`assign_samples`);
+   the assignment that maximises their sum (`assign_samples`); with `pairing: teacher` the frozen
+   teacher's one pass from the same starts gives the likelihoods instead (at the masked positions
+   only): a fixed coupling, which the student's own can drift away from;
 3. cross-entropy of the pass at every position towards its assigned sample (the first pass);
 4. the later passes: each assigned sample re-masked at a random ratio (Di[M]O's arccos schedule),
    a second student pass, cross-entropy at the masked positions (MaskGIT's loss on teacher samples),
@@ -54,26 +56,33 @@ class PoolError(ShowoError, ValueError):
 # The pairing.
 
 
-def pair_log_likelihood(logits: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+def pair_log_likelihood(logits: torch.Tensor, samples: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
     """[K, K] matrix L[i, j] = sum_n log softmax(logits[i, n])[samples[j, n]]: how likely start i's
-    pass makes sample j. logits [K, N, C], samples [K, N] (codes)."""
+    pass makes sample j. logits [K, N, C], samples [K, N] (codes); `where` [K, N] (bool) keeps only
+    those positions of each start in the sum (e.g. its masked ones)."""
     logp = logits.detach().float().log_softmax(-1).permute(1, 0, 2)     # [N, K_start, C]
     K = samples.shape[0]
     index = samples.t().unsqueeze(1).expand(-1, logp.shape[1], K)     # [N, K_start, K_sample]
-    return logp.gather(-1, index.to(logp.device)).sum(0)
+    ll = logp.gather(-1, index.to(logp.device))
+    if where is not None:
+        ll = ll * where.t().unsqueeze(-1).to(ll.device)
+    return ll.sum(0)
 
 
-def assign_samples(logits: torch.Tensor, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def assign_samples(logits: torch.Tensor, samples: torch.Tensor,
+                   where: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pair each start with one sample of its caption. logits [G*K, N, C] (K starts per caption, in
-    groups), samples [G, K, N]. Returns (targets [G*K, N], gain): targets[g*K + i] is the sample the
-    assignment gives start i of caption g (maximum total log-likelihood), gain the mean per position
-    of the assigned log-likelihood over a random pairing's (0 when the starts say nothing)."""
+    groups), samples [G, K, N], `where` as pair_log_likelihood's ([G*K, N]). Returns (targets
+    [G*K, N], gain): targets[g*K + i] is the sample the assignment gives start i of caption g
+    (maximum total log-likelihood), gain the mean per position of the assigned log-likelihood over a
+    random pairing's (0 when the starts say nothing)."""
     from scipy.optimize import linear_sum_assignment
 
     G, K, N = samples.shape
     targets, gain = torch.empty(G * K, N, dtype=torch.long), 0.0
     for g in range(G):
-        L = pair_log_likelihood(logits[g * K:(g + 1) * K], samples[g].long()).cpu()
+        part = None if where is None else where[g * K:(g + 1) * K]
+        L = pair_log_likelihood(logits[g * K:(g + 1) * K], samples[g].long(), part).cpu()
         rows, cols = linear_sum_assignment(L.numpy(), maximize=True)
         targets[g * K + torch.as_tensor(rows)] = samples[g, torch.as_tensor(cols)].long()
         gain += float(L[rows, cols].mean() - L.mean()) / N
@@ -148,9 +157,10 @@ def teacher_pool(teacher: ShowoModel, captions: torch.Tensor, caption_len: torch
 class MatchedObjective(nn.Module):
     """The student's losses (steps 1-5 above); only the student is a submodule (DDP syncs it)."""
 
-    def __init__(self, student: ShowoModel, dp: DistillParams):
+    def __init__(self, student: ShowoModel, dp: DistillParams, teacher: ShowoModel | None = None):
         super().__init__()
         self.student, self.dp = student, dp
+        self.__dict__["teacher"] = teacher  # frozen, not a submodule; pairs the samples with pairing: teacher
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         m, cfg = self.student, self.student.config
@@ -160,8 +170,14 @@ class MatchedObjective(nn.Module):
         # 1. One pass from the noisy starts (K per caption, in groups).
         ids = t2i_sequences(caps, lens, image_state_ids(start, cfg), cfg).to(dev)
         logits = m.image_logits(ids, None, self.dp.dm.embed_noise, generator)
-        # 2. Pair starts and samples within each caption by the student's own likelihood.
-        target, out["match_gain"] = assign_samples(logits, samples)
+        # 2. Pair starts and samples within each caption: by the student's own likelihood (all
+        # positions), or by the frozen teacher's at the start's masked positions (a fixed coupling).
+        if self.dp.dm.pairing == "teacher":
+            with torch.no_grad():
+                pair_logits = self.teacher.image_logits(ids)
+            target, out["match_gain"] = assign_samples(pair_logits, samples, start < 0)
+        else:
+            target, out["match_gain"] = assign_samples(logits, samples)
         # 3. The first pass towards its sample, at every position.
         target = target.to(dev)
         first = F.cross_entropy(logits.float().flatten(0, 1), target.flatten())

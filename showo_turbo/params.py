@@ -143,6 +143,7 @@ def _default_stages() -> dict:
 DM_AUX_INITS = ("teacher", "student")
 DM_SURROGATE_NORMS = ("sum", "mean")
 DM_IMAGE_LOSSES = ("dm", "matched")
+DM_PAIRINGS = ("student", "teacher")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class DistributionMatchingParams:
                               "batch_t2i must be a multiple)")
     pool_steps: int = param(16, min=1, doc="image_loss matched: the pool teacher's MaskGIT steps (CFG teacher_cfg_scale)")
     pool_temperature: float = param(4.5, min=0.0, doc="image_loss matched: the pool teacher's Gumbel re-masking temperature")
+    pairing: str = param("student", choices=DM_PAIRINGS, doc="image_loss matched: whose one-pass likelihood pairs "
+                         "starts and samples: student (its own, all positions) | teacher (frozen, masked positions)")
     remask_weight: float = param(1.0, min=0.0, doc="image_loss matched: weight of the later passes' loss (re-masked "
                                  "pool samples) beside the first pass's")
 

@@ -92,13 +92,26 @@ def test_batch_must_be_a_multiple_of_the_pool_samples(micro_params):
         parse_params(data)
 
 
-def test_matched_targets_are_the_assigned_pool_samples_of_each_caption(workdir, micro_params, monkeypatch):
-    """The first pass's loss is the cross-entropy to the assignment's samples: recomputed from the
-    same logits by brute force over pairings, and the samples are the caption's own pool draws."""
+def test_pair_log_likelihood_sums_only_where_asked():
+    g = torch.Generator().manual_seed(4)
+    logits, samples = torch.randn(3, 5, 7, generator=g), torch.randint(0, 7, (3, 5), generator=g)
+    where = torch.rand(3, 5, generator=g) < 0.5
+    logp = logits.log_softmax(-1)
+    want = torch.tensor([[sum(float(logp[i, n, samples[j, n]]) for n in range(5) if where[i, n]) for j in range(3)]
+                         for i in range(3)])
+    assert torch.allclose(pair_log_likelihood(logits, samples, where), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("pairing", ["student", "teacher"])
+def test_matched_targets_are_the_assigned_pool_samples_of_each_caption(workdir, micro_params, monkeypatch, pairing):
+    """The first pass's loss is the cross-entropy to the assignment's samples: recomputed by brute
+    force over pairings from the student's logits (all positions) or the frozen teacher's (masked
+    positions of the start), and the samples are the caption's own pool draws."""
     monkeypatch.chdir(workdir)
     from accelerate import Accelerator
     from showo_turbo.distribution_matching import DMTraining
     dp = matched(micro_params.distill)
+    dp = replace(dp, dm=replace(dp.dm, pairing=pairing))
     tr = DMTraining(Accelerator(cpu=True), DM, dp, "data/trajectories", "data/teacher", "data/teacher",
                     pool_path=workdir / "pool.safetensors")
     K = dp.dm.pool_samples
@@ -112,18 +125,27 @@ def test_matched_targets_are_the_assigned_pool_samples_of_each_caption(workdir, 
         assert (rows == rows[0]).all()
         c = int(torch.nonzero((tr.pool_caption == rows[0]).all(-1))[0])
         assert torch.equal(batch["samples"][gi], tr.pool[c].long())
-    student = tr.student_model().eval()
+    # A student that is not the teacher, so that the two pairings differ.
+    torch.manual_seed(7)
+    student = ShowoModel(tr.student_model().config).eval()
+    teacher = load_model(workdir / "data" / "teacher" / "model.safetensors").eval()
     from showo_turbo.model import image_state_ids, t2i_sequences
     cfg = student.config
+    ids = t2i_sequences(batch["caption"], batch["caption_len"], image_state_ids(batch["start"], cfg), cfg)
     with torch.no_grad():
-        logits = student.image_logits(t2i_sequences(batch["caption"], batch["caption_len"],
-                                                    image_state_ids(batch["start"], cfg), cfg))
-        out = MatchedObjective(student, replace(dp, dm=replace(dp.dm, embed_noise=0.0)))(
+        logits = student.image_logits(ids)
+        pair_logits = logits if pairing == "student" else teacher.image_logits(ids)
+        out = MatchedObjective(student, replace(dp, dm=replace(dp.dm, embed_noise=0.0)), teacher)(
             {**batch, **tr.batches.draw_text(g)}, torch.Generator().manual_seed(0))
+    logp = logits.log_softmax(-1)
     want = 0.0
     for gi in range(G):
-        L = pair_log_likelihood(logits[gi * K:(gi + 1) * K], batch["samples"][gi])
-        want += max(sum(float(L[i, s[i]]) for i in range(K)) for s in itertools.permutations(range(K)))
+        rows = slice(gi * K, (gi + 1) * K)
+        where = None if pairing == "student" else batch["start"][rows] < 0
+        L = pair_log_likelihood(pair_logits[rows], batch["samples"][gi], where)
+        best = max(itertools.permutations(range(K)), key=lambda s: sum(float(L[i, s[i]]) for i in range(K)))
+        for i in range(K):  # the student's cross-entropy towards the sample the pairing chose
+            want += float(logp[gi * K + i].gather(-1, batch["samples"][gi, best[i]].unsqueeze(-1)).sum())
     want = -want / (G * K * cfg.num_image_tokens)
     assert float(out["image_first"]) == pytest.approx(want, rel=1e-4)
     assert float(out["match_gain"]) >= 0
