@@ -38,7 +38,7 @@ from torch import nn
 
 from .consistency import DistillBatches, total_loss, text_losses, warmup_lr
 from .io import read_torch_state
-from .matched_samples import MatchedObjective, teacher_pool
+from .matched_samples import MatchedObjective, matched_image_loss, teacher_pool
 from .model import (CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, resolve_precision, save_model,
                     t2i_sequences)
 from .params import CurriculumStage, DistillParams
@@ -149,6 +149,12 @@ class DMObjective(nn.Module):
         # 5. Distribution matching through the surrogate.
         grad = matching_gradient(p_aux, p_teacher, masked, dm.jeffreys_beta)
         out["image"] = surrogate_loss(logits, grad.to(dev), masked.to(dev) if dm.surrogate_norm == "mean" else None)
+        if dm.image_loss == "dm_matched":  # plus cross-entropy to paired teacher samples (matched_samples.py)
+            out["image_dm"] = out["image"].detach()
+            loss, diagnostics = matched_image_loss(m, self.teacher, self.dp, *(batch[f"matched_{k}"].cpu() for k in
+                                                   ("caption", "caption_len", "start", "samples")), generator)
+            out["image"] = out["image"] + dm.matched_weight * loss
+            out.update(diagnostics)
         # 6. Text: LM on the captions, Jacobi consistency + AR on the trajectory store's rows.
         out["lm"] = lm_loss(m, caps.to(dev), lens.to(dev))
         out.update(text_losses(m, {k: v.to(dev) for k, v in batch.items()}))
@@ -183,7 +189,7 @@ class DMTraining:
                  init_dir: str | Path, teacher_dir: str | Path, resume: Path | None = None,
                  pool_path: str | Path | None = None):
         self.acc, self.dp, dm = acc, dp, dp.dm
-        self.matched = dm.image_loss == "matched"
+        self.matched = dm.image_loss == "matched"  # no auxiliary model; dm_matched keeps it and adds the pool
         teacher_path = Path(teacher_dir) / "model.safetensors"
         student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
         teacher = load_model(teacher_path).requires_grad_(False).to(acc.device)
@@ -202,6 +208,8 @@ class DMTraining:
             self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
             self.objective, self.opt_g = acc.prepare(MatchedObjective(student, dp, teacher), opt_g)
             return
+        if dm.image_loss == "dm_matched":
+            self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
         aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
         aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()
         opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
@@ -279,6 +287,8 @@ class DMTraining:
             caps, lens, start = self._start(g)
             batch = {"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(self._rollout_steps(g)),
                      **self.batches.draw_text(g)}
+            if dm.image_loss == "dm_matched":
+                batch.update({f"matched_{k}": v for k, v in self._matched_batch(g).items()})
         with acc.autocast():
             losses = self.objective(batch, g)
         self.opt_g.zero_grad(set_to_none=True)

@@ -154,6 +154,36 @@ def teacher_pool(teacher: ShowoModel, captions: torch.Tensor, caption_len: torch
 # The student's objective.
 
 
+def matched_image_loss(m: ShowoModel, teacher: ShowoModel | None, dp: DistillParams, captions: torch.Tensor,
+                       caption_len: torch.Tensor, start: torch.Tensor, samples: torch.Tensor,
+                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Steps 1-4 above: the image loss (first pass + remask_weight * later passes) of the student `m`
+    on K noisy starts per caption [G*K, N] and the captions' pool samples [G, K, N], with its
+    diagnostics (match_gain, image_first, image_later)."""
+    cfg, dev = m.config, m.device
+    # 1. One pass from the noisy starts (K per caption, in groups).
+    ids = t2i_sequences(captions, caption_len, image_state_ids(start, cfg), cfg).to(dev)
+    logits = m.image_logits(ids, None, dp.dm.embed_noise, generator)
+    # 2. Pair starts and samples within each caption: by the student's own likelihood (all
+    # positions), or by the frozen teacher's at the start's masked positions (a fixed coupling).
+    if dp.dm.pairing == "teacher":
+        with torch.no_grad():
+            pair_logits = teacher.image_logits(ids)
+        target, gain = assign_samples(pair_logits, samples, start < 0)
+    else:
+        target, gain = assign_samples(logits, samples)
+    # 3. The first pass towards its sample, at every position.
+    target = target.to(dev)
+    first = F.cross_entropy(logits.float().flatten(0, 1), target.flatten())
+    # 4. The later passes: the assigned samples re-masked, MaskGIT's loss at the masked positions.
+    state, masked = remask(target.cpu(), generator)
+    later_logits = m.image_logits(t2i_sequences(captions, caption_len, image_state_ids(state, cfg), cfg).to(dev))
+    masked = masked.to(dev)
+    later = F.cross_entropy(later_logits[masked].float(), target[masked])
+    return first + dp.dm.remask_weight * later, {"match_gain": gain.to(dev), "image_first": first.detach(),
+                                                 "image_later": later.detach()}
+
+
 class MatchedObjective(nn.Module):
     """The student's losses (steps 1-5 above); only the student is a submodule (DDP syncs it)."""
 
@@ -163,31 +193,12 @@ class MatchedObjective(nn.Module):
         self.__dict__["teacher"] = teacher  # frozen, not a submodule; pairs the samples with pairing: teacher
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        m, cfg = self.student, self.student.config
+        m = self.student
         dev = m.device
         caps, lens, start, samples = (batch[k].cpu() for k in ("caption", "caption_len", "start", "samples"))
         out = {}
-        # 1. One pass from the noisy starts (K per caption, in groups).
-        ids = t2i_sequences(caps, lens, image_state_ids(start, cfg), cfg).to(dev)
-        logits = m.image_logits(ids, None, self.dp.dm.embed_noise, generator)
-        # 2. Pair starts and samples within each caption: by the student's own likelihood (all
-        # positions), or by the frozen teacher's at the start's masked positions (a fixed coupling).
-        if self.dp.dm.pairing == "teacher":
-            with torch.no_grad():
-                pair_logits = self.teacher.image_logits(ids)
-            target, out["match_gain"] = assign_samples(pair_logits, samples, start < 0)
-        else:
-            target, out["match_gain"] = assign_samples(logits, samples)
-        # 3. The first pass towards its sample, at every position.
-        target = target.to(dev)
-        first = F.cross_entropy(logits.float().flatten(0, 1), target.flatten())
-        # 4. The later passes: the assigned samples re-masked, MaskGIT's loss at the masked positions.
-        state, masked = remask(target.cpu(), generator)
-        later_logits = m.image_logits(t2i_sequences(caps, lens, image_state_ids(state, cfg), cfg).to(dev))
-        masked = masked.to(dev)
-        later = F.cross_entropy(later_logits[masked].float(), target[masked])
-        out["image_first"], out["image_later"] = first.detach(), later.detach()
-        out["image"] = first + self.dp.dm.remask_weight * later
+        out["image"], diagnostics = matched_image_loss(m, self.teacher, self.dp, caps, lens, start, samples, generator)
+        out.update(diagnostics)
         # 5. Text, as the other stages.
         out["lm"] = lm_loss(m, caps.to(dev), lens.to(dev))
         out.update(text_losses(m, {k: v.to(dev) for k, v in batch.items() if k not in ("start", "samples")}))

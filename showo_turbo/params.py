@@ -142,7 +142,7 @@ def _default_stages() -> dict:
 
 DM_AUX_INITS = ("teacher", "student")
 DM_SURROGATE_NORMS = ("sum", "mean")
-DM_IMAGE_LOSSES = ("dm", "matched")
+DM_IMAGE_LOSSES = ("dm", "matched", "dm_matched")
 DM_PAIRINGS = ("student", "teacher")
 
 
@@ -171,7 +171,7 @@ class DistributionMatchingParams:
                                 "positions (Di[M]O) | mean over its masked positions (the consistency loss's scale)")
     image_loss: str = param("dm", choices=DM_IMAGE_LOSSES, doc="dm (distribution matching through the auxiliary "
                             "model) | matched (cross-entropy to teacher samples paired with the noisy starts by a "
-                            "per-caption assignment, matched_samples.py)")
+                            "per-caption assignment, matched_samples.py) | dm_matched (dm + matched_weight x matched)")
     pool_captions: int = param(512, min=1, doc="image_loss matched: training captions in the teacher-sample pool")
     pool_samples: int = param(8, min=1, doc="image_loss matched: teacher samples per caption (the assignment's size; "
                               "batch_t2i must be a multiple)")
@@ -179,13 +179,15 @@ class DistributionMatchingParams:
     pool_temperature: float = param(4.5, min=0.0, doc="image_loss matched: the pool teacher's Gumbel re-masking temperature")
     pairing: str = param("student", choices=DM_PAIRINGS, doc="image_loss matched: whose one-pass likelihood pairs "
                          "starts and samples: student (its own, all positions) | teacher (frozen, masked positions)")
+    matched_weight: float = param(0.1, min=0.0, doc="image_loss dm_matched: weight of the matched cross-entropy "
+                                  "beside the dm surrogate")
     remask_weight: float = param(1.0, min=0.0, doc="image_loss matched: weight of the later passes' loss (re-masked "
                                  "pool samples) beside the first pass's")
 
     def check(self) -> list[tuple[str, str]]:
-        if self.image_loss == "matched" and self.batch_t2i % self.pool_samples:
+        if self.image_loss != "dm" and self.batch_t2i % self.pool_samples:
             return [("batch_t2i", f"must be a multiple of distill.dm.pool_samples ({self.pool_samples}) with "
-                                  f"image_loss matched, got {self.batch_t2i}")]
+                                  f"image_loss {self.image_loss}, got {self.batch_t2i}")]
         return []
 
 

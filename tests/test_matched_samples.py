@@ -151,21 +151,60 @@ def test_matched_targets_are_the_assigned_pool_samples_of_each_caption(workdir, 
     assert float(out["match_gain"]) >= 0
 
 
-def test_matched_stage_resumes_bit_identically_and_keeps_its_pool(workdir, micro_params, monkeypatch):
+@pytest.mark.parametrize("image_loss", ["matched", "dm_matched"])
+def test_matched_stage_resumes_bit_identically_and_keeps_its_pool(workdir, micro_params, monkeypatch, image_loss):
     monkeypatch.chdir(workdir)
-    dp = matched(micro_params.distill)
-    full = distill_stage(DM, dp, "data/trajectories", workdir / "mfull", cpu=True, progress=False)
+    dp = micro_params.distill
+    dp = replace(dp, dm=replace(dp.dm, image_loss=image_loss))
+    full_dir, part_dir = workdir / f"{image_loss}_full", workdir / f"{image_loss}_part"
+    full = distill_stage(DM, dp, "data/trajectories", full_dir, cpu=True, progress=False)
     assert full["step"] == dp.dm.steps
-    assert {"image", "image_first", "image_later", "match_gain", "lm", "consistency", "ar", "total"} == \
-        set(full["losses"]["process_0"])
-    assert (workdir / "mfull" / POOL_FILE).is_file() and not (workdir / "mfull" / "checkpoint" / "aux.safetensors").exists()
-    part = distill_stage(DM, dp, "data/trajectories", workdir / "mpart", cpu=True, progress=False, max_steps=3)
+    keys = {"image", "image_first", "image_later", "match_gain", "lm", "consistency", "ar", "total"}
+    if image_loss == "dm_matched":  # the dm terms as well, and the auxiliary model trains
+        keys |= {"image_dm", "aux", "tv_aux_teacher"}
+    assert keys == set(full["losses"]["process_0"])
+    assert (full_dir / POOL_FILE).is_file()
+    assert (full_dir / "checkpoint" / "aux.safetensors").exists() == (image_loss == "dm_matched")
+    part = distill_stage(DM, dp, "data/trajectories", part_dir, cpu=True, progress=False, max_steps=3)
     assert part["step"] == 3
-    resumed = distill_stage(DM, dp, "data/trajectories", workdir / "mpart", cpu=True, progress=False)
+    resumed = distill_stage(DM, dp, "data/trajectories", part_dir, cpu=True, progress=False)
     assert resumed["resumed_from"] == 3 and resumed["step"] == dp.dm.steps
     for name in ("model.safetensors", "checkpoint/model.safetensors"):
-        a, b = load_model(workdir / "mfull" / name).state_dict(), load_model(workdir / "mpart" / name).state_dict()
+        a, b = load_model(full_dir / name).state_dict(), load_model(part_dir / name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
     t = load_model(workdir / "data" / "teacher" / "model.safetensors").state_dict()
-    s = load_model(workdir / "mfull" / "checkpoint" / "model.safetensors").state_dict()
+    s = load_model(full_dir / "checkpoint" / "model.safetensors").state_dict()
     assert any(not torch.equal(s[k], t[k]) for k in t)  # it trained
+
+
+def test_dm_matched_gradient_is_dms_plus_the_weighted_matched_gradient(workdir, micro_params, monkeypatch):
+    """image_loss dm_matched: the student's gradient is the dm objective's plus matched_weight times
+    the matched cross-entropy's, each computed on its own (same batch, same random stream)."""
+    monkeypatch.chdir(workdir)
+    from accelerate import Accelerator
+    from showo_turbo.distribution_matching import DMObjective, DMTraining
+    from showo_turbo.matched_samples import matched_image_loss
+    dp = micro_params.distill
+    dp = replace(dp, dm=replace(dp.dm, image_loss="dm_matched", matched_weight=0.7, embed_noise=0.0))
+    tr = DMTraining(Accelerator(cpu=True), DM, dp, "data/trajectories", "data/teacher", "data/teacher",
+                    pool_path=workdir / "pool_dmm.safetensors")
+    g = torch.Generator().manual_seed(11)
+    caps, lens, start = tr._start(g)
+    batch = {"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(1), **tr.batches.draw_text(g),
+             **{f"matched_{k}": v for k, v in tr._matched_batch(g).items()}}
+    student, teacher, aux = tr.student_model().eval(), tr.objective.teacher, tr.aux  # eval: no dropout between the calls
+
+    def grads(loss):
+        student.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.cat([p.grad.flatten() if p.grad is not None else torch.zeros(p.numel()) for p in student.parameters()])
+
+    both = grads(DMObjective(student, teacher, aux, dp)(batch, torch.Generator().manual_seed(5))["total"])
+    g_dm = torch.Generator().manual_seed(5)
+    dm_only = grads(DMObjective(student, teacher, aux, replace(dp, dm=replace(dp.dm, image_loss="dm")))(batch, g_dm)["total"])
+    # The matched term draws from the random stream where the dm terms left it.
+    m_loss, _ = matched_image_loss(student, teacher, dp, *(batch[f"matched_{k}"] for k in
+                                                         ("caption", "caption_len", "start", "samples")), g_dm)
+    matched_only = grads(dp.weight_image * m_loss)
+    assert matched_only.abs().sum() > 0
+    assert torch.allclose(both, dm_only + 0.7 * matched_only, atol=1e-5, rtol=1e-4)

@@ -27,3 +27,13 @@ arm runs/match-A/students/dm
 mkdir -p runs/match-B/students/dm && cp runs/match-A/students/dm/teacher_pool.safetensors runs/match-B/students/dm/
 run B data/teacher 2 --milestones 150,300 --set distill.dm.pairing=teacher
 arm runs/match-B/students/dm
+# 3. The dm objective with the matched cross-entropy beside it (image_loss dm_matched, weight 0.3),
+#    and its control, the dm stage's defaults (image_loss dm), both from the teacher, 150 steps, two at
+#    a time on one thread each (run C needs no pool; run D reuses run A's).
+mkdir -p runs/match-D/students/dm && cp runs/match-A/students/dm/teacher_pool.safetensors runs/match-D/students/dm/
+run C data/teacher 1 --milestones 150 --set distill.dm.image_loss=dm &
+run D data/teacher 1 --milestones 150 --set distill.dm.image_loss=dm_matched --set distill.dm.matched_weight=0.3 &
+wait
+arm runs/match-C/students/dm 1 &
+arm runs/match-D/students/dm 1 &
+wait
