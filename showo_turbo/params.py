@@ -151,7 +151,7 @@ class DistributionMatchingParams:
     """`method: dm` stages (distribution_matching.py): a one-pass generator from a noisy start,
     trained on its own samples against the teacher with CFG through an auxiliary model (Di[M]O)."""
 
-    steps: int = param(600, min=1, doc="generator updates per dm stage (the budget)")
+    steps: int = param(150, min=1, doc="generator updates per dm stage (the budget)")
     batch_t2i: int = param(32, min=1, doc="generator samples per step and process")
     lr: float = param(1e-4, min=0.0, doc="generator (student) Adam lr")
     aux_lr: float = param(3e-4, min=0.0, doc="auxiliary model Adam lr")
@@ -162,12 +162,12 @@ class DistributionMatchingParams:
     jeffreys_beta: float = param(0.0, min=0.0, max=1.0, doc="0 = forward KL gradient, 1 = reverse KL, between = a Jeffreys mix")
     label_smoothing: float = param(0.1, min=0.0, max=0.5, doc="of the auxiliary model's cross-entropy")
     ema_decay: float = param(0.0, min=0.0, max=1.0, doc="EMA of the generator's weights, saved as the student (0 = off)")
-    train_steps: tuple[int, ...] = param((1,), min=1, doc="the generator's step counts in training, one drawn per sample "
+    train_steps: tuple[int, ...] = param((2, 4), min=1, doc="the generator's step counts in training, one drawn per sample "
                                       "batch (1 = Di[M]O's one pass; more trains the later passes on its own states)")
     rollout_temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature of a training rollout (> 1 step)")
     aux_init: str = param("teacher", choices=DM_AUX_INITS, doc="the auxiliary model's start: teacher (Di[M]O) | "
                           "student (the stage's init_dir, i.e. the generator's own start)")
-    surrogate_norm: str = param("sum", choices=DM_SURROGATE_NORMS, doc="the image surrogate per sample: sum over "
+    surrogate_norm: str = param("mean", choices=DM_SURROGATE_NORMS, doc="the image surrogate per sample: sum over "
                                 "positions (Di[M]O) | mean over its masked positions (the consistency loss's scale)")
     image_loss: str = param("dm", choices=DM_IMAGE_LOSSES, doc="dm (distribution matching through the auxiliary "
                             "model) | matched (cross-entropy to teacher samples paired with the noisy starts by a "

@@ -126,3 +126,10 @@ def test_bad_files(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ParamsError, match="top level: expected a mapping"):
         load_params(bad)
+
+
+def test_dm_dataclass_defaults_are_params_yamls():
+    """A reader of params.py sees the study's dm settings, not stale ones: every DistributionMatchingParams
+    default equals params.yaml's distill.dm value."""
+    from showo_turbo.params import DistributionMatchingParams
+    assert DistributionMatchingParams() == load_params(ROOT / "params.yaml").distill.dm
