@@ -18,8 +18,8 @@ from showo_turbo.model import load_model
 from showo_turbo.params import CurriculumStage
 from showo_turbo.teacher import model_config_for
 from showo_turbo.trajectories import load_store
+from two_processes import distill_two_processes
 
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +166,7 @@ def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, mon
 
 
 def test_two_processes_through_accelerate(workdir):
-    params = Path(__file__).resolve().parents[1] / "params" / "micro.yaml"
-    report = workdir / "report.json"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    # --multi_gpu selects accelerate's torchrun launcher; without a GPU the processes train on the CPU (gloo).
-    res = subprocess.run([BIN / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "showo_turbo.distill",
-                          "--params", str(params), "--stage", "seg2", "--out", "two", "--report", str(report)],
-                         cwd=workdir, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    r = json.loads(report.read_text())
+    r = distill_two_processes(workdir, Path(__file__).resolve().parents[1] / "params" / "micro.yaml", "seg2", "two")
     assert r["processes"] == 2 and set(r["losses"]) == {"process_0", "process_1"}
     for losses in r["losses"].values():
         assert set(losses) == {"image", "lm", "consistency", "ar", "total"}

@@ -1,11 +1,7 @@
 """Noise-input distribution matching (`method: dm`): the student's initial state, the sampler from it,
 the generator's gradient, the auxiliary model's targets, resume, and two processes."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +15,8 @@ from showo_turbo.model import ShowoModel, load_model, omni_attention_mask, save_
 from showo_turbo.params import CurriculumStage
 from showo_turbo.sampling import noisy_initial_state, t2i_generate, tokens_to_remask
 from showo_turbo.teacher import model_config_for
+from two_processes import distill_two_processes
 
-BIN = Path(sys.executable).parent
 DM = CurriculumStage(method="dm", segments=1, init_dir="data/teacher")
 
 
@@ -230,15 +226,7 @@ def test_dm_stage_resumes_bit_identically(workdir, micro_params, monkeypatch):
 
 
 def test_dm_stage_two_processes_stay_in_sync(workdir):
-    params = Path(__file__).resolve().parents[1] / "params" / "micro.yaml"
-    report = workdir / "report_dm.json"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([BIN / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "showo_turbo.distill",
-                          "--params", str(params), "--stage", "dm", "--out", "two_dm", "--report", str(report)],
-                         cwd=workdir, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    r = json.loads(report.read_text())
+    r = distill_two_processes(workdir, Path(__file__).resolve().parents[1] / "params" / "micro.yaml", "dm", "two_dm")
     assert r["processes"] == 2 and r["step"] == 6
     for losses in r["losses"].values():
         assert {"image", "aux", "total"} <= set(losses) and all(math.isfinite(v) for v in losses.values())

@@ -14,6 +14,7 @@ from showo_turbo.matched_samples import (MatchedObjective, PoolError, assign_sam
 from showo_turbo.model import ShowoModel, load_model
 from showo_turbo.params import CurriculumStage, ParamsError, load_params, parse_params, to_dict
 from showo_turbo.sampling import t2i_generate
+from two_processes import distill_two_processes
 
 DM = CurriculumStage(method="dm", segments=1, init_dir="data/teacher")
 
@@ -208,3 +209,20 @@ def test_dm_matched_gradient_is_dms_plus_the_weighted_matched_gradient(workdir, 
     matched_only = grads(dp.weight_image * m_loss)
     assert matched_only.abs().sum() > 0
     assert torch.allclose(both, dm_only + 0.7 * matched_only, atol=1e-5, rtol=1e-4)
+
+
+def test_matched_stage_two_processes_share_one_pool_and_stay_in_sync(workdir):
+    """accelerate launch, 2 processes: the main process draws the pool, the other reads it after the
+    barrier; both train one set of weights on their own batches."""
+    from pathlib import Path
+
+    import yaml
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "micro.yaml").read_text())
+    data["distill"]["dm"]["image_loss"] = "matched"
+    params = workdir / "params_matched.yaml"
+    params.write_text(yaml.safe_dump(data, sort_keys=False))  # the curriculum order matters
+    r = distill_two_processes(workdir, params, "dm", "two_matched")
+    assert r["processes"] == 2 and r["step"] == data["distill"]["dm"]["steps"]
+    assert r["losses"]["process_0"] != r["losses"]["process_1"]  # own batches ...
+    assert r["weight_checksums"][0] == r["weight_checksums"][1]  # ... one set of weights
+    assert (workdir / "two_matched" / POOL_FILE).is_file()

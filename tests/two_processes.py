@@ -1,0 +1,22 @@
+"""Launching a distill stage in two processes (shared by the stages' DDP tests)."""
+
+import os
+from pathlib import Path
+
+
+def distill_two_processes(cwd: Path, params: Path, stage: str, out: str) -> dict:
+    """`accelerate launch` of one distill stage in 2 processes (--multi_gpu selects accelerate's
+    torchrun launcher; without a GPU the processes train on the CPU, gloo); its report as a dict."""
+    import json
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    report = cwd / f"report_{out}.json"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "showo_turbo.distill",
+                          "--params", str(params), "--stage", stage, "--out", out, "--report", str(report)],
+                         cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return json.loads(report.read_text())
