@@ -203,13 +203,12 @@ class DMTraining:
             opt_g.load_state_dict(state["optimizer"])
         self.batches = DistillBatches(trajectories_dir, stage, dp, student.config)
         self.cfg = student.config
+        if dm.image_loss != "dm":  # matched and dm_matched train on the teacher's sample pool
+            self.pool_caption, self.pool_caption_len, self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
         if self.matched:  # no auxiliary model: the targets are the teacher's own samples
             self.aux = self.opt_a = self.aux_objective = None
-            self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
             self.objective, self.opt_g = acc.prepare(MatchedObjective(student, dp, teacher), opt_g)
             return
-        if dm.image_loss == "dm_matched":
-            self.pool = self._pool(teacher, sha256_of(teacher_path), pool_path)
         aux_start = teacher_path if dm.aux_init == "teacher" else Path(init_dir) / "model.safetensors"
         aux = load_model(resume / "aux.safetensors" if resume else aux_start).train()
         opt_a = torch.optim.AdamW(aux.parameters(), lr=dm.aux_lr, weight_decay=0.0)
@@ -219,9 +218,11 @@ class DMTraining:
             DMObjective(student, teacher, aux, dp), AuxObjective(aux, dm.label_smoothing), opt_g, opt_a)
         self.aux = aux
 
-    def _pool(self, teacher: ShowoModel, teacher_sha256: str, path: str | Path | None) -> torch.Tensor:
-        """[pool_captions, pool_samples, N] teacher samples of the first training captions, built by the
-        main process into `path` (resumable) and read by every process."""
+    def _pool(self, teacher: ShowoModel, teacher_sha256: str,
+              path: str | Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(captions, caption lengths, [pool_captions, pool_samples, N] teacher samples) of the first
+        training captions, the samples built by the main process into `path` (resumable) and read by
+        every process."""
         dm, t2i, acc = self.dp.dm, self.batches.t2i, self.acc
         if path is None:
             raise ValueError("image_loss matched needs a pool_path (the stage's folder keeps the teacher's samples)")
@@ -236,8 +237,7 @@ class DMTraining:
         acc.wait_for_everyone()
         if not acc.is_main_process:  # reads the main process's finished file
             pool = teacher_pool(*args, precision=precision, progress=False)
-        self.pool_caption, self.pool_caption_len = caps, lens
-        return pool
+        return caps, lens, pool
 
     def _start(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Captions of `batch_t2i` trajectory-store rows and a noisy start for each."""

@@ -36,13 +36,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
+from .consistency import text_losses, total_loss
 from .errors import ShowoError
 from .io import read_safetensors, write_safetensors
-from .model import ShowoModel, image_state_ids, lm_loss, t2i_sequences
-from .consistency import text_losses, total_loss
+from .model import ShowoModel, autocast, image_state_ids, lm_loss, t2i_sequences
 from .params import DistillParams
-from .sampling import remask
+from .sampling import remask, t2i_generate
 
 POOL_FORMAT = "showo-turbo/teacher-pool"
 POOL_VERSION = 1
@@ -122,11 +123,6 @@ def teacher_pool(teacher: ShowoModel, captions: torch.Tensor, caption_len: torch
     """[C, samples, N] teacher codes: `samples` draws of each caption (MaskGIT, CFG, multinomial,
     Gumbel re-masking), cached in `path` (safetensors). The build writes the file after every batch
     and resumes from it; a file of other settings is rebuilt, a foreign one refused."""
-    from tqdm.auto import tqdm
-
-    from .model import autocast
-    from .sampling import t2i_generate
-
     path = Path(path)
     key = pool_key(teacher_sha256, captions, caption_len, samples, steps, cfg_scale, temperature, seed, batch_size,
                    precision)

@@ -1,16 +1,15 @@
 """Launching a distill stage in two processes (shared by the stages' DDP tests)."""
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 
 def distill_two_processes(cwd: Path, params: Path, stage: str, out: str) -> dict:
     """`accelerate launch` of one distill stage in 2 processes (--multi_gpu selects accelerate's
     torchrun launcher; without a GPU the processes train on the CPU, gloo); its report as a dict."""
-    import json
-    import subprocess
-    import sys
-
     bin_dir = Path(sys.executable).parent
     report = cwd / f"report_{out}.json"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
