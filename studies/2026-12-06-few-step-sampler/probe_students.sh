@@ -1,0 +1,23 @@
+set -e
+cd /tmp/probe
+export PATH=/work/main/.venv/bin:$PATH
+python - <<'P'
+import time
+from pathlib import Path
+from showo_turbo import trajectories as TJ
+from showo_turbo.model import load_model
+from showo_turbo.params import load_params
+from showo_turbo.worlds import load_world
+tp = load_params("params.yaml").trajectories
+world = load_world("data/world")
+teacher = load_model("data/teacher/model.safetensors")
+t0 = time.time(); TJ.collect_t2i(teacher, world, tp, Path("data/trajectories/t2i"), restart=False); print("t2i", time.time() - t0, flush=True)
+t0 = time.time(); TJ.collect_mmu(teacher, world, tp, Path("data/trajectories/mmu"), restart=False); print("mmu", time.time() - t0, flush=True)
+P
+for s in seg4 seg2 seg1; do
+  t0=$(date +%s)
+  python -m showo_turbo.distill --params params.yaml --stage $s --trajectories data/trajectories --teacher data/teacher --out data/students/$s
+  echo "$s done in $(( $(date +%s) - t0 )) s"
+done
+python /tmp/sampler_grid.py data/students/seg1/model.safetensors --steps 2,4 --temperature 4.5,20 --label turbo200 --out /tmp/grid_students.jsonl
+python /tmp/sampler_grid.py data/students/seg1/model.safetensors --steps 16 --temperature 4.5,20 --label turbo200 --out /tmp/grid_students.jsonl
