@@ -1,6 +1,9 @@
+# The 200-step-per-stage curriculum student of the study, run in a clean clone after
+# `dvc repro teacher` (the trajectory collection resumes a stopped store), with params.yaml's
+# distill.steps set to 200 there. Usage: bash probe_students.sh CLONE (the clone's environment on PATH).
 set -e
-cd /tmp/probe
-export PATH=/work/main/.venv/bin:$PATH
+cd "$1"
+S=studies/2026-12-06-few-step-sampler/sampler_grid.py
 python - <<'P'
 import time
 from pathlib import Path
@@ -19,5 +22,5 @@ for s in seg4 seg2 seg1; do
   python -m showo_turbo.distill --params params.yaml --stage $s --trajectories data/trajectories --teacher data/teacher --out data/students/$s
   echo "$s done in $(( $(date +%s) - t0 )) s"
 done
-python /tmp/sampler_grid.py data/students/seg1/model.safetensors --steps 2,4 --temperature 4.5,20 --label turbo200 --out /tmp/grid_students.jsonl
-python /tmp/sampler_grid.py data/students/seg1/model.safetensors --steps 16 --temperature 4.5,20 --label turbo200 --out /tmp/grid_students.jsonl
+python $S data/students/seg1/model.safetensors --steps 2,4 --temperature 4.5,20 --label turbo200 --out grid_students.jsonl
+python $S data/students/seg1/model.safetensors --steps 16 --temperature 4.5,20 --label turbo200 --out grid_students.jsonl
