@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--world", default="data/world")
     ap.add_argument("--steps", default="2,4")
     ap.add_argument("--top-k", default="0,4,16", help="0 = off (the evaluate stage's turbo arm)")
-    ap.add_argument("--temperature", default="4.5", help="Gumbel re-masking temperatures (params: evaluate.temperature 4.5)")
+    ap.add_argument("--temperature", default="4.5", help="Gumbel re-masking temperatures (4.5: the arms until 2026-12-06; params.yaml now has 20)")
     ap.add_argument("--cfg", type=float, default=0.0)
     ap.add_argument("--mask-ratio", type=float, default=None)
     ap.add_argument("--per-category", type=int, default=50)
