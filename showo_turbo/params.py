@@ -99,10 +99,13 @@ class TrajectoryParams:
     captions: int = param(2000, min=1, doc="distinct training captions decoded (at most the world's)")
     samples_per_caption: int = param(1, min=1, doc="seeded trajectories per caption (> 1 needs decoding: stochastic)")
     decoding: str = param("deterministic", choices=("deterministic", "stochastic"),
-                       doc="argmax without Gumbel noise (the paper) or seeded multinomial sampling")
+                       doc="argmax codes (the paper) or seeded multinomial sampling")
     steps: int = param(16, min=1, doc="teacher MaskGIT steps T")
     cfg_scale: float = param(2.0, min=0.0)
     temperature: float = param(4.5, min=0.0, doc="Gumbel re-masking temperature of stochastic decoding")
+    order_temperature: float = param(0.0, min=0.0, doc="Gumbel re-masking temperature of deterministic decoding: 0 commits "
+                                                       "the argmax codes in confidence order (the paper), > 0 in a seeded, "
+                                                       "noise-perturbed order (the codes stay argmax)")
     top_k: int = param(16, min=1, doc="teacher distribution kept per masked position (top-k probabilities)")
     mmu_questions: int = param(2000, min=0, doc="training questions decoded with Jacobi")
     block_size: int = param(16, min=1, doc="Jacobi block n")
@@ -113,6 +116,9 @@ class TrajectoryParams:
     seed: int = param(0, min=0)
 
     def check(self) -> list[tuple[str, str]]:
+        if self.order_temperature > 0 and self.decoding == "stochastic":
+            return [("order_temperature", "applies to decoding: deterministic only (stochastic decoding uses temperature); "
+                                          "set it to 0")]
         if self.samples_per_caption > 1 and self.decoding == "deterministic":
             return [("samples_per_caption", "deterministic decoding gives one trajectory per caption; "
                                             "use 1, or decoding: stochastic")]

@@ -53,6 +53,45 @@ def test_t2i_batch_matches_the_sampler_trajectory(micro_world, teacher):
     assert torch.equal(again["codes"], rows["codes"])  # deterministic
 
 
+def _confidence_ordered(rows: dict[str, torch.Tensor], steps: int) -> bool:
+    """Whether every step committed the positions whose argmax was most probable among those still open."""
+    commit, top = rows["commit_step"].long(), rows["probs"].float()[..., 0]  # [B, N], [B, T, N]
+    for k in range(steps - 1):
+        open_k = commit >= k
+        now, later = open_k & (commit == k), open_k & (commit > k)
+        lo = torch.where(now, top[:, k], torch.inf).min(1).values
+        hi = torch.where(later, top[:, k], -torch.inf).max(1).values
+        if (lo < hi).any():
+            return False
+    return True
+
+
+def test_order_temperature_shuffles_the_commit_order_of_argmax_codes(micro_world, teacher):
+    t = micro_world.t2i_train()
+    caps, lens = t["caption"][:6].long(), t["caption_len"][:6].long()
+    base = collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8)
+    assert _confidence_ordered(base, 8)  # the paper's order: most confident first
+
+    def shuffled(seed: int) -> dict[str, torch.Tensor]:
+        return collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8,
+                                 generator=torch.Generator().manual_seed(seed), order_temperature=50.0)
+
+    rows = shuffled(0)
+    assert not _confidence_ordered(rows, 8)
+    assert not torch.equal(rows["commit_step"], base["commit_step"])
+    # The codes are still the argmax at their commit step; only the order is noisy, and seeded.
+    commit = rows["commit_step"].long()
+    at_commit = rows["index"].long().gather(1, commit.view(6, 1, -1, 1).expand(-1, 1, -1, 8))[:, 0, :, 0]
+    assert torch.equal(at_commit, rows["codes"].long())
+    assert torch.equal(shuffled(0)["commit_step"], rows["commit_step"])
+    assert not torch.equal(shuffled(1)["commit_step"], rows["commit_step"])
+    # Stochastic decoding has its own temperature: order_temperature with it is refused by name.
+    d = to_dict(load_params("params/micro.yaml"))
+    d["trajectories"].update(decoding="stochastic", order_temperature=1.0)
+    with pytest.raises(ParamsError, match="trajectories.order_temperature"):
+        parse_params(d)
+
+
 def _all(reader: ShardReader) -> dict[str, torch.Tensor]:
     parts = list(reader)
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

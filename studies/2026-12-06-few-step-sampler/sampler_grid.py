@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--temperature", default="4.5", help="Gumbel re-masking temperatures (4.5: the arms until 2026-12-06; params.yaml now has 20)")
     ap.add_argument("--cfg", type=float, default=0.0)
     ap.add_argument("--mask-ratio", type=float, default=None)
+    ap.add_argument("--sample", default="multinomial", choices=("multinomial", "argmax"),
+                    help="argmax: the trajectory stage's deterministic codes (its order_temperature is --temperature)")
     ap.add_argument("--per-category", type=int, default=50)
     ap.add_argument("--images-per-prompt", type=int, default=2)
     ap.add_argument("--label", default="")
@@ -48,10 +50,11 @@ def main() -> None:
             for temp in map(float, args.temperature.split(",")):
                 t0 = time.time()
                 r = t2i_sweep(model, world, prompts, [t], [args.cfg], bootstrap=1000, seed=0, progress=False,
-                              precision="fp32", temperature=temp, sample="multinomial", top_k=k or None,
+                              precision="fp32", temperature=temp, sample=args.sample, top_k=k or None,
                               init_mask_ratio=args.mask_ratio, images_per_prompt=args.images_per_prompt)
                 r = r[f"steps_{t}.cfg_{args.cfg:g}"]
                 row = {"label": args.label, "model": args.model, "cfg": args.cfg, "mask_ratio": args.mask_ratio,
+                       **({"sample": args.sample} if args.sample != "multinomial" else {}),
                        "steps": t, "top_k": k, "temperature": temp, "seconds": round(time.time() - t0, 1),
                        **{key: r[key] for key in ("score", "ci_low", "ci_high", *CATEGORIES)}}
                 cats = " / ".join(f"{r[c]:.2f}" for c in CATEGORIES)
