@@ -8,8 +8,8 @@ and score the student after every stage: how much distillation do the targets ne
 The settings are params.yaml's `trajectories` and `distill` sections with the `--set` overrides
 (validated like params.yaml). Trajectories go to `--trajectories` (default RUN_DIR/trajectories;
 several runs can share one store) and are collected there unless a complete store with the same
-params is found. With `--deadline`, `distill.steps` becomes what fits the time left: a throw-away
-probe measures steps per second first, and an allowance per stage is kept for scoring. Students go
+params is found. With `--deadline`, the budgets (`distill.consistency.steps`, `distill.dm.steps`)
+become what fits the time left: a throw-away probe measures steps per second first, and an allowance per stage is kept for scoring. Students go
 to RUN_DIR/students/<stage>, scores to RUN_DIR/summary.json (rewritten after every stage), with the
 stage's metrics in the pipeline's format (`distill.evaluate_student`). `--sampler-sweep` also scores
 the last student at 2 and 4 steps under several Gumbel temperatures and top-k values.
@@ -31,7 +31,7 @@ import yaml
 
 from showo_turbo import trajectories as TJ
 from showo_turbo.errors import run_cli
-from showo_turbo.distill import distill_stage, evaluate_student, student_minutes
+from showo_turbo.distill import distill_stage, evaluate_student, student_minutes, with_budget
 from showo_turbo.evaluate import t2i_sweep
 from showo_turbo.io import save_json
 from showo_turbo.model import load_model
@@ -86,7 +86,7 @@ def collect(teacher, world, tp, root: Path) -> None:
 def probe_rate(stage, dp, trajectories: Path, run: Path, teacher: str, n: int = 30) -> float:
     """Distillation steps per second on this device, first steps included (a throw-away stage)."""
     shutil.rmtree(run / "probe", ignore_errors=True)
-    res = distill_stage(stage, replace(dp, steps=n, checkpoint_every=n, log_every=n, dm=replace(dp.dm, steps=n)),
+    res = distill_stage(stage, replace(with_budget(dp, n), checkpoint_every=n, log_every=n),
                         trajectories, run / "probe", progress=False, teacher_dir=teacher)
     return n / res["elapsed_seconds"]
 
@@ -135,13 +135,13 @@ def main() -> None:
                             else str(run / "students" / Path(st.init_dir).name)) for name, st in dp.stages.items()}
     milestones = sorted({int(m) for m in args.milestones.split(",")}) if args.milestones else []
     if milestones:
-        dp = replace(dp, steps=milestones[-1], dm=replace(dp.dm, steps=milestones[-1]))
+        dp = with_budget(dp, milestones[-1])
     if args.deadline:
         rate = probe_rate(next(iter(stages.values())), dp, traj, run, args.teacher)
         left = args.deadline - time.time() - len(stages) * args.eval_seconds
         steps = max(50, int(left * rate / len(stages)) // 50 * 50)
         print(f"{rate:.2f} distillation steps/s: {steps} steps per stage fit the deadline", flush=True)
-        dp = replace(dp, steps=steps, dm=replace(dp.dm, steps=steps))
+        dp = with_budget(dp, steps)
     summary = {"settings": {"trajectories": to_dict(params.trajectories), "distill": to_dict(dp)},
                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu", "stages": {}}
     for name, stage in stages.items():
@@ -164,7 +164,7 @@ def main() -> None:
     if args.sampler_sweep:
         summary["sampler_sweep"] = sampler_sweep(student, world, params.teacher.eval, bootstrap=200)
         save_json(summary, run / "summary.json")
-    print(f"{run / 'summary.json'}: {dp.steps} steps per consistency stage, {dp.dm.steps} per dm stage, "
+    print(f"{run / 'summary.json'}: {dp.consistency.steps} steps per consistency stage, {dp.dm.steps} per dm stage, "
           f"on {summary['device']}", flush=True)
 
 

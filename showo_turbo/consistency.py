@@ -202,9 +202,9 @@ class DistillBatches:
 
     def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
         dp, cfg = self.dp, self.cfg
-        rows = torch.randint(0, len(self.t2i["codes"]), (dp.batch_t2i,), generator=g)
+        rows = torch.randint(0, len(self.t2i["codes"]), (dp.consistency.batch_t2i,), generator=g)
         T = self.t2i["probs"].shape[1]
-        t = torch.randint(0, T, (dp.batch_t2i,), generator=g)
+        t = torch.randint(0, T, (dp.consistency.batch_t2i,), generator=g)
         state, masked, probs, index = image_targets(self.t2i, rows, t, self.stage.segments)
         caption, caption_len = self.t2i["caption"][rows].long(), self.t2i["caption_len"][rows].long()
         ids = t2i_sequences(caption, caption_len, image_state_ids(state, cfg), cfg)
@@ -222,7 +222,7 @@ def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
 
 
 def lr_at(step: int, dp: DistillParams) -> float:
-    return warmup_lr(step, dp.lr, dp.warmup_steps)
+    return warmup_lr(step, dp.consistency.lr, dp.warmup_steps)
 
 
 def batch_generator(seed: int, process: int, step: int) -> torch.Generator:
@@ -237,7 +237,7 @@ class ConsistencyTraining:
                  init_dir: str | Path, resume: Path | None = None):
         self.acc, self.dp = acc, dp
         student = load_model((resume or Path(init_dir)) / "model.safetensors").train()
-        opt = torch.optim.AdamW(student.parameters(), lr=dp.lr, weight_decay=dp.weight_decay)
+        opt = torch.optim.AdamW(student.parameters(), lr=dp.consistency.lr, weight_decay=dp.weight_decay)
         if resume is not None:
             opt.load_state_dict(read_torch_state(resume / "state.pt", CheckpointError)["optimizer"])
         self.objective, self.opt = acc.prepare(DistillObjective(student, dp), opt)

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from .distribution_matching import DMTraining
 from .errors import run_cli
 from .io import LossLog, atomic_dir, load_json, save_json
 from .model import ShowoModel, resolve_precision, save_model
-from .params import CurriculumStage, DistillParams, load_params
+from .params import DISTILL_METHODS, CurriculumStage, DistillParams, load_params
 from .shards import sha256_of
 
 POOL_FILE = "teacher_pool.safetensors"  # a dm stage's teacher samples (image_loss matched), in its out folder
@@ -38,19 +38,26 @@ POOL_FILE = "teacher_pool.safetensors"  # a dm stage's teacher samples (image_lo
 
 
 def stage_steps(stage: CurriculumStage, dp: DistillParams) -> int:
-    """The stage's budget: distill.steps for consistency, distill.dm.steps for dm."""
-    return dp.dm.steps if stage.method == "dm" else dp.steps
+    """The stage's budget: distill.consistency.steps or distill.dm.steps."""
+    return dp.method(stage.method).steps
+
+
+def with_budget(dp: DistillParams, steps: int) -> DistillParams:
+    """`dp` with both methods' budgets set to `steps`."""
+    return replace(dp, consistency=replace(dp.consistency, steps=steps), dm=replace(dp.dm, steps=steps))
 
 
 def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir: str | Path, init_dir: str | Path,
                     teacher_dir: str | Path | None = None) -> dict:
-    """What a checkpoint must match to be resumed: the stage, the params and its inputs (the teacher
-    too for a dm stage, whose targets it computes on the fly)."""
+    """What a checkpoint must match to be resumed: the stage, the shared distill params and its
+    method's section (not the other method's), and its inputs (the teacher too for a dm stage, whose
+    targets it computes on the fly)."""
     traj = Path(trajectories_dir)
     shas = {k: load_json(traj / k / "manifest.json")["shards"][-1]["sha256"] if (traj / k / "manifest.json").is_file() else None
             for k in ("t2i", "mmu")}
     init = Path(init_dir) / "model.safetensors"
-    sig = {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k != "stages"},
+    others = {"stages", *DISTILL_METHODS} - {stage.method}
+    sig = {"stage": asdict(stage), "distill": {k: v for k, v in asdict(dp).items() if k not in others},
            "trajectories": shas, "init_sha256": sha256_of(init) if init.is_file() else None}
     if stage.method == "dm" and teacher_dir is not None:
         teacher = Path(teacher_dir) / "model.safetensors"
@@ -59,12 +66,13 @@ def stage_signature(stage: CurriculumStage, dp: DistillParams, trajectories_dir:
 
 
 def without_budget(signature: dict) -> dict:
-    """The signature less the step budgets (distill.steps, distill.dm.steps). The lr is constant
-    after warmup, so a stage trained to N steps is the first N steps of a longer run: raising the
-    budget resumes the finished stage instead of starting over."""
-    distill = {k: v for k, v in signature.get("distill", {}).items() if k != "steps"}
-    if isinstance(distill.get("dm"), dict):
-        distill["dm"] = {k: v for k, v in distill["dm"].items() if k != "steps"}
+    """The signature less the step budget (distill.consistency.steps or distill.dm.steps). The lr is
+    constant after warmup, so a stage trained to N steps is the first N steps of a longer run: raising
+    the budget resumes the finished stage instead of starting over."""
+    distill = dict(signature.get("distill", {}))
+    for m in DISTILL_METHODS:
+        if isinstance(distill.get(m), dict):
+            distill[m] = {k: v for k, v in distill[m].items() if k != "steps"}
     return {**signature, "distill": distill}
 
 

@@ -153,6 +153,16 @@ DM_PAIRINGS = ("student", "teacher")
 
 
 @dataclass(frozen=True)
+class ConsistencyParams:
+    """`method: consistency` stages (consistency.py, the paper's curriculum): their budget, batch and lr.
+    A section of its own so that a stage depends only on its method's keys (dvc.yaml's `distill.${item.method}`)."""
+
+    steps: int = param(600, min=1, doc="optimizer steps per consistency stage (the distillation budget)")
+    batch_t2i: int = param(32, min=1, doc="T2I trajectory states per step and process")
+    lr: float = param(1e-4, min=0.0)
+
+
+@dataclass(frozen=True)
 class DistributionMatchingParams:
     """`method: dm` stages (distribution_matching.py): a one-pass generator from a noisy start,
     trained on its own samples against the teacher with CFG through an auxiliary model (Di[M]O)."""
@@ -199,13 +209,12 @@ class DistributionMatchingParams:
 
 @dataclass(frozen=True)
 class DistillParams:
-    """Segmented consistency distillation: one DVC stage `distill@<name>` per curriculum stage."""
+    """Distillation: one DVC stage `distill@<name>` per entry of `stages`. The keys at this level are
+    shared by both methods (text losses, schedule, logging); `consistency` and `dm` are each method's own."""
 
     stages: dict[str, CurriculumStage] = field(default_factory=_default_stages)
-    steps: int = param(300, min=1, doc="optimizer steps per consistency stage (the distillation budget)")
-    batch_t2i: int = param(32, min=1, doc="T2I trajectory states per step and process")
+    consistency: ConsistencyParams = field(default_factory=ConsistencyParams)
     batch_mmu: int = param(16, min=1, doc="Jacobi states per step and process")
-    lr: float = param(1e-4, min=0.0)
     warmup_steps: int = param(20, min=0)
     weight_decay: float = param(0.0, min=0.0)
     grad_clip: float = param(1.0, min=0.0)
@@ -219,6 +228,10 @@ class DistillParams:
     log_every: int = param(10, min=1)
     eval_steps: tuple[int, ...] = param((2, 4), min=1, doc="student T2I step counts scored after each stage (no CFG)")
     dm: DistributionMatchingParams = field(default_factory=DistributionMatchingParams)
+
+    def method(self, name: str) -> ConsistencyParams | DistributionMatchingParams:
+        """The section of a stage's `method`: `consistency` or `dm`."""
+        return getattr(self, name)
 
     def check(self) -> list[tuple[str, str]]:
         seen = ["data/teacher"]

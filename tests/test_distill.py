@@ -122,6 +122,11 @@ def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro
     assert torch.allclose(got["ar"], expected_ar, rtol=1e-4, atol=1e-6)
 
 
+def consistency_with(dp, **changes):
+    """`dp` with these distill.consistency keys changed."""
+    return replace(dp, consistency=replace(dp.consistency, **changes))
+
+
 def _teacher_weights(workdir):
     return load_model(workdir / "data" / "teacher" / "model.safetensors").state_dict()
 
@@ -130,20 +135,22 @@ def test_stage_resumes_after_an_interruption(workdir, micro_params, monkeypatch)
     monkeypatch.chdir(workdir)
     dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
     full = distill_stage(stage, dp, "data/trajectories", workdir / "full", cpu=True, progress=False)
-    assert full["step"] == dp.steps and (workdir / "full" / "model.safetensors").is_file()
+    assert full["step"] == dp.consistency.steps and (workdir / "full" / "model.safetensors").is_file()
     part = distill_stage(stage, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=3)
     assert part["step"] == 3 and not (workdir / "part" / "model.safetensors").is_file()
-    resumed = distill_stage(stage, dp, "data/trajectories", workdir / "part", cpu=True, progress=False)
-    assert resumed["step"] == dp.steps and resumed["resumed_from"] == 3 and full["resumed_from"] == 0
+    # The dm section is not a consistency stage's: editing it does not stop the resume.
+    dm_edited = replace(dp, dm=replace(dp.dm, aux_lr=dp.dm.aux_lr * 2))
+    resumed = distill_stage(stage, dm_edited, "data/trajectories", workdir / "part", cpu=True, progress=False)
+    assert resumed["step"] == dp.consistency.steps and resumed["resumed_from"] == 3 and full["resumed_from"] == 0
     steps = [json.loads(line)["step"] for line in open(workdir / "part" / "history.jsonl")]
-    assert steps == sorted(set(steps)) and steps[-1] == dp.steps and 3 in steps  # one history, continued
+    assert steps == sorted(set(steps)) and steps[-1] == dp.consistency.steps and 3 in steps  # one history, continued
     a = load_model(workdir / "full" / "model.safetensors").state_dict()
     b = load_model(workdir / "part" / "model.safetensors").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # resumed == uninterrupted
     t = _teacher_weights(workdir)
     assert any(not torch.equal(a[k], t[k]) for k in a)
     # Other params: the checkpoint is not resumed but replaced.
-    other = distill_stage(stage, replace(dp, lr=dp.lr * 2), "data/trajectories", workdir / "part", cpu=True,
+    other = distill_stage(stage, consistency_with(dp, lr=dp.consistency.lr * 2), "data/trajectories", workdir / "part", cpu=True,
                           progress=False, max_steps=2)
     assert other["step"] == 2 and other["resumed_from"] == 0
 
@@ -153,7 +160,7 @@ def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, mon
     budget than the checkpoint's step starts over (the checkpoint is further than the budget)."""
     monkeypatch.chdir(workdir)
     dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
-    short, long = replace(dp, steps=2), replace(dp, steps=4)
+    short, long = consistency_with(dp, steps=2), consistency_with(dp, steps=4)
     one_go = distill_stage(stage, long, "data/trajectories", workdir / "one", cpu=True, progress=False)
     distill_stage(stage, short, "data/trajectories", workdir / "two", cpu=True, progress=False)
     more = distill_stage(stage, long, "data/trajectories", workdir / "two", cpu=True, progress=False)
@@ -161,7 +168,7 @@ def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, mon
     a = load_model(workdir / "one" / "model.safetensors").state_dict()
     b = load_model(workdir / "two" / "model.safetensors").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    fewer = distill_stage(stage, replace(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False)
+    fewer = distill_stage(stage, consistency_with(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False)
     assert fewer["resumed_from"] == 0 and fewer["step"] == 3
 
 
@@ -188,12 +195,12 @@ def test_budget_script_runs_a_chain_and_scores_every_stage(workdir, micro_world)
     args = [sys.executable, str(root / "scripts" / "distill_budget.py"), str(workdir / "budget"),
             "--params", str(root / "params" / "micro.yaml"), "--world", str(micro_world.root),
             "--teacher", str(workdir / "data" / "teacher"), "--trajectories", str(workdir / "data" / "trajectories"),
-            "--device", "cpu", "--set", f"distill.stages={chain}", "--set", "distill.steps=3"]
+            "--device", "cpu", "--set", f"distill.stages={chain}", "--set", "distill.consistency.steps=3"]
     res = subprocess.run(args, capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "t2i trajectories: reusing" in res.stdout and "mmu trajectories: reusing" in res.stdout
     summary = json.loads((workdir / "budget" / "summary.json").read_text())
-    assert list(summary["stages"]) == ["a", "b"] and summary["settings"]["distill"]["steps"] == 3
+    assert list(summary["stages"]) == ["a", "b"] and summary["settings"]["distill"]["consistency"]["steps"] == 3
     for stage in summary["stages"].values():
         assert set(stage["t2i"]) == {"steps_2", "steps_4"} and 0 <= stage["t2i"]["steps_4"]["score"] <= 1
         assert {"accuracy", "forwards_per_token"} <= set(stage["mmu"]) and stage["mmu"]["forwards_per_token"] > 0

@@ -128,8 +128,10 @@ def test_bad_files(tmp_path):
         load_params(bad)
 
 
-def test_dm_dataclass_defaults_are_params_yamls():
-    """A reader of params.py sees the study's dm settings, not stale ones: every DistributionMatchingParams
-    default equals params.yaml's distill.dm value."""
-    from showo_turbo.params import DistributionMatchingParams
-    assert DistributionMatchingParams() == load_params(ROOT / "params.yaml").distill.dm
+def test_method_dataclass_defaults_are_params_yamls():
+    """A reader of params.py sees the studies' settings, not stale ones: every ConsistencyParams and
+    DistributionMatchingParams default equals params.yaml's distill.consistency / distill.dm value."""
+    from showo_turbo.params import ConsistencyParams, DistributionMatchingParams
+    shipped = load_params(ROOT / "params.yaml").distill
+    assert ConsistencyParams() == shipped.consistency
+    assert DistributionMatchingParams() == shipped.dm

@@ -1,5 +1,6 @@
 """The pipeline at micro scale, in a scratch copy: `dvc repro`, its metrics, and nbval over the notebooks."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from showo_turbo.params import load_params
+from showo_turbo.params import DISTILL_METHODS, DistillParams, load_params
 from showo_turbo.scratch import make_scratch_copy
 from showo_turbo.worlds.shapes.scenes import CATEGORIES
 
@@ -71,8 +73,25 @@ def test_dvc_tracks_param_changes(micro_repo):
         params.write_text(original.replace("bootstrap: 200", "bootstrap: 100"))
         out = run([BIN / "dvc", "status"], micro_repo).stdout
         assert "params.yaml" in out and "modified:" in out and "world" in out
+        # A distill stage depends on its method's section only: a dm edit leaves the curriculum as it is,
+        # and a consistency edit the dm stage (which follows only when its init_dir's student changes).
+        for edit, changed, unchanged in ((("distill", "dm", "aux_lr"), {"distill@dm"}, {"distill@seg2", "distill@seg1"}),
+                                         (("distill", "consistency", "lr"), {"distill@seg2", "distill@seg1"}, {"distill@dm"})):
+            data = yaml.safe_load(original)
+            data[edit[0]][edit[1]][edit[2]] *= 2
+            params.write_text(yaml.safe_dump(data, sort_keys=False))
+            stages = set(json.loads(run([BIN / "dvc", "status", "--json"], micro_repo).stdout))
+            assert changed <= stages and not unchanged & stages, (edit, stages)
     finally:
         params.write_text(original)
+
+
+def test_distill_stages_depend_on_every_shared_key():
+    """dvc.yaml lists the distill keys one by one (so that a method's section reaches only its stages):
+    every shared key of DistillParams must be there, the method sections through `distill.${item.method}`."""
+    listed = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["distill"]["do"]["params"]
+    shared = {f"distill.{f.name}" for f in dataclasses.fields(DistillParams)} - {f"distill.{m}" for m in (*DISTILL_METHODS, "stages")}
+    assert set(listed) == shared | {"distill.stages.${key}", "distill.${item.method}", "teacher.eval"}
 
 
 def test_notebooks_run_under_nbval(micro_repo):

@@ -150,7 +150,7 @@ def test_the_method_runs_on_the_real_world_and_exports_geneval(world, folders, t
     collect_t2i(teacher, world, traj, Path("data/trajectories/t2i"), progress=False)
     collect_mmu(teacher, world, traj, Path("data/trajectories/mmu"), progress=False)
     stage = CurriculumStage("consistency", 1, "data/teacher")
-    dp = replace(params.distill, steps=2, batch_t2i=2, batch_mmu=2)
+    dp = replace(params.distill, consistency=replace(params.distill.consistency, steps=2, batch_t2i=2), batch_mmu=2)
     progress = distill_stage(stage, dp, "data/trajectories", "data/students/s", cpu=True, progress=False)
     assert progress["step"] == 2
     student = load_model("data/students/s/model.safetensors")

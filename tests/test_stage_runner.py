@@ -53,7 +53,7 @@ def scratch(tmp_path_factory):
 
 
 @pytest.mark.parametrize("old,new,names", [
-    ("  steps: 6 ", "  stepz: 6 ", ("params.yaml", "distill.stepz: unknown key", "allowed: stages, steps")),
+    ("    steps: 6 ", "    stepz: 6 ", ("params.yaml", "distill.consistency.stepz: unknown key", "allowed: steps, batch_t2i, lr")),
     ("  captions: 48", "  captions: -3", ("params.yaml", "trajectories.captions: must be >= 1, got -3")),
     ("  cfg_scale: 2.0", "  cfg_scale: .nan", ("params.yaml", "trajectories.cfg_scale: must be a finite number")),
 ])
@@ -103,12 +103,13 @@ def test_a_truncated_teacher_checkpoint_stops_dvc_repro_with_one_line(scratch):
 def test_the_distill_command_line_prints_one_line_for_a_project_error(scratch, tmp_path):
     bad = tmp_path / "params.yaml"
     text = (scratch / "params.yaml").read_text()
-    assert text.count("\n  lr: 0.0001") == 1  # distill.lr
-    bad.write_text(text.replace("\n  lr: 0.0001", "\n  lr: .inf"))
+    old = "\n    batch_t2i: 8            # trajectory states per step and process\n    lr: 0.0001"
+    assert text.count(old) == 1  # distill.consistency.lr (distill.dm has an lr of its own)
+    bad.write_text(text.replace(old, old.replace("lr: 0.0001", "lr: .inf")))
     res = subprocess.run([sys.executable, "-m", "showo_turbo.distill", "--params", str(bad), "--stage", "seg2",
                           "--out", str(tmp_path / "out")], cwd=scratch, env=ENV, capture_output=True, text=True)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
-    assert res.stderr.strip().splitlines() == [f"showo_turbo.distill: {bad}: distill.lr: must be a finite number, got inf"]
+    assert res.stderr.strip().splitlines() == [f"showo_turbo.distill: {bad}: distill.consistency.lr: must be a finite number, got inf"]
 
 
 def test_the_runner_refuses_a_parameter_the_notebook_does_not_declare():

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from showo_turbo.distill import distill_stage
+from showo_turbo.distill import distill_stage, with_budget
 from showo_turbo.params import CurriculumStage, load_params
 
 
@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     dp = load_params(args.params).distill
     n = args.steps
-    dp = replace(dp, steps=n, checkpoint_every=n, log_every=n, precision=args.precision, dm=replace(dp.dm, steps=n))
+    dp = replace(with_budget(dp, n), checkpoint_every=n, log_every=n, precision=args.precision)
     dm = CurriculumStage("dm", 1, args.teacher)
     runs = {"consistency": (CurriculumStage("consistency", 1, args.teacher), dp), f"dm {list(dp.dm.train_steps)}": (dm, dp),
             "dm [1]": (dm, replace(dp, dm=replace(dp.dm, train_steps=(1,))))}
@@ -41,7 +41,7 @@ def main() -> None:
                 res = distill_stage(stage, run_dp, args.trajectories, out, progress=False, cpu=True, teacher_dir=args.teacher)
                 seconds[name] = res["elapsed_seconds"] / n
     base = seconds["consistency"]
-    print(f"precision {args.precision}, batch T2I {dp.batch_t2i} (dm {dp.dm.batch_t2i}, {dp.dm.aux_updates} auxiliary "
+    print(f"precision {args.precision}, batch T2I {dp.consistency.batch_t2i} (dm {dp.dm.batch_t2i}, {dp.dm.aux_updates} auxiliary "
           f"updates) + MMU {dp.batch_mmu}: " + ", ".join(f"{k} {v:.2f} s/step ({v / base:.2f}x)" for k, v in seconds.items()))
 
 

@@ -1,6 +1,6 @@
 # The 200-step-per-stage curriculum student of the study, run in a clean clone after
 # `dvc repro teacher` (the trajectory collection resumes a stopped store), with params.yaml's
-# distill.steps set to 200 there. Usage: bash probe_students.sh CLONE (the clone's environment on PATH).
+# distill.steps set to 200 there (distill.consistency.steps in today's layout). Usage: bash probe_students.sh CLONE (the clone's environment on PATH).
 set -e
 cd "$1"
 S=studies/2026-12-06-few-step-sampler/sampler_grid.py
