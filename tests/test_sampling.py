@@ -1,6 +1,7 @@
 """Samplers against independent expectations: the mask schedule, CFG algebra, AR without a cache,
 and Jacobi == AR token for token."""
 
+import copy
 import math
 
 import pytest
@@ -113,6 +114,23 @@ def test_the_prompt_cached_sampler_draws_the_same_codes(model, captions):
                 kw["generator"] = torch.Generator().manual_seed(2)
             runs.append(t2i_generate(model, *captions, steps=4, prompt_cache=cached, **kw).codes)
         assert torch.equal(runs[0], runs[1])
+
+
+def test_top_k_1_makes_the_remasking_temperature_inert(model, captions):
+    """With top-k 1 every confidence is log 1 = 0, so re-masking ranks Gumbel noise alone, whose order
+    does not depend on its scale: any temperature > 0 commits the same positions in the same steps
+    (the turbo_dm arm's sampler; studies/2026-12-07-trajectory-order). Without top-k it does matter."""
+    sharp = copy.deepcopy(model)  # a random model's code distributions are near uniform: sharpen them so
+    with torch.no_grad():         # that confidences differ by more than the Gumbel noise
+        sharp.showo.lm_head.weight.mul_(30.0)
+
+    def run(top_k, temperature):
+        return t2i_generate(sharp, *captions, steps=4, top_k=top_k, temperature=temperature, init_mask_ratio=0.6,
+                            generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    a, b = run(1, 4.5), run(1, 20.0)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.trajectory.commit_step, b.trajectory.commit_step)
+    c, d = run(None, 4.5), run(None, 20.0)
+    assert not torch.equal(c.trajectory.commit_step, d.trajectory.commit_step)
 
 
 def test_t2i_is_seeded_and_batch_independent(model, captions):
