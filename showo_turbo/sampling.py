@@ -143,7 +143,8 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
                  anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
                  return_trajectory: bool = False, trajectory_top_k: int = 16, init_mask_ratio: float | None = None,
-                 embed_noise: float = 0.0, prompt_cache: bool = True) -> T2IResult:
+                 embed_noise: float = 0.0, prompt_cache: bool = True, init_codes: torch.Tensor | None = None,
+                 start_step: int = 0) -> T2IResult:
     """MaskGIT sampling as in Show-o's `t2i_generate`.
 
     Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
@@ -160,6 +161,10 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
 
     `prompt_cache` (default): the captions' keys and values are computed once (`CaptionCache`) and
     every step runs only the image block; False recomputes the whole sequence at every step.
+
+    `init_codes` [B, N] (-1 = masked) and `start_step` resume a trajectory: the state before step
+    `start_step` of a `steps`-step run, e.g. another model's `states[k]` (hand-offs between models).
+    Known codes stay; the annealed temperature is replayed so that step k sees a full run's value.
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
@@ -167,16 +172,27 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
         raise ValueError(f"anneal must be 'showo' or 'maskgit', got {anneal!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 0 <= start_step < steps:
+        raise ValueError(f"start_step must be in [0, steps), got {start_step} for {steps} steps")
+    if init_codes is not None and init_mask_ratio is not None:
+        raise ValueError("init_codes and init_mask_ratio are two different starts: give one")
     cfg = model.config
     N, B = cfg.num_image_tokens, captions.shape[0]
     codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
+    if init_codes is not None:
+        if tuple(init_codes.shape) != (B, N):
+            raise ValueError(f"init_codes must be [{B}, {N}], got {list(init_codes.shape)}")
+        codes = init_codes.long().clone()
     start = codes if init_mask_ratio is None else noisy_initial_state(B, N, cfg.codebook_size, init_mask_ratio, generator)
     states, probs_k, idx_k = [start.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
+    commit = torch.where(codes >= 0, start_step - 1, commit)
     temp = temperature
+    for k in range(start_step):  # replay the annealing of the steps already taken
+        temp = temp * (1 - (k + 1) / steps) if anneal == "showo" else temp
     forwards = 0
     cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
-    for k in range(steps):
+    for k in range(start_step, steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         first = k == 0 and init_mask_ratio is not None  # the noisy start: every position is still to predict
         state = start if first else codes
