@@ -60,9 +60,11 @@ def params_with(path: str, overrides: list[str]):
     stages = data["distill"]["stages"]
     if not (isinstance(stages, dict) and stages):
         return parse_params(data, "params.yaml + --set")  # refused there, with the key named
-    # The evaluate section (unused here) names stages of each method: validate the run's stages after
-    # the params file's own ones, then keep the run's.
-    data["distill"]["stages"] = {**{k: v for k, v in original_stages.items() if k not in stages}, **stages}
+    # The evaluate section (unused here) names stages of each method: validate the run's stages together
+    # with the params file's own ones (a run's stage of the same name in its place, so that init_dir
+    # chains such as seg4 -> seg2 -> seg1 keep their order; new names after them), then keep the run's.
+    data["distill"]["stages"] = {**{k: stages.get(k, v) for k, v in original_stages.items()},
+                                 **{k: v for k, v in stages.items() if k not in original_stages}}
     params = parse_params(data, "params.yaml + --set")
     return replace(params, distill=replace(params.distill, stages={k: params.distill.stages[k] for k in stages}))
 

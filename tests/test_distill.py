@@ -1,6 +1,7 @@
 """Segmented consistency distillation: its targets, one stage (interrupted and resumed), and two
 processes through `accelerate launch`."""
 
+import importlib.util
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import torch
 from showo_turbo.consistency import image_targets, segment_end_of, text_targets
 from showo_turbo.distill import distill_stage
 from showo_turbo.model import load_model
-from showo_turbo.params import CurriculumStage
+from showo_turbo.params import CurriculumStage, ParamsError
 from showo_turbo.teacher import model_config_for
 from showo_turbo.trajectories import load_store
 from two_processes import distill_two_processes
@@ -183,6 +184,25 @@ def test_two_processes_through_accelerate(workdir):
     student = load_model(workdir / "two" / "model.safetensors").state_dict()
     t = _teacher_weights(workdir)
     assert any(not torch.equal(student[k], t[k]) for k in student)
+
+
+def test_budget_script_overrides_the_params_files_own_stage_names():
+    """A run that redefines params.yaml's curriculum under its own names (seg4 -> seg2 -> seg1, e.g. the
+    2026-11-27 GPU scripts) validates in chain order and keeps exactly the run's stages and values."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("distill_budget", root / "scripts" / "distill_budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    curriculum = ("{seg4: {method: consistency, segments: 4, init_dir: data/teacher}, "
+                  "seg2: {method: consistency, segments: 2, init_dir: data/students/seg4}, "
+                  "seg1: {method: consistency, segments: 1, init_dir: data/students/seg2}}")
+    params = budget.params_with(str(root / "params.yaml"), [f"distill.stages={curriculum}",
+                                                            "distill.consistency.lr=0.0005"])
+    assert list(params.distill.stages) == ["seg4", "seg2", "seg1"]
+    assert [st.segments for st in params.distill.stages.values()] == [4, 2, 1]
+    assert params.distill.consistency.lr == 0.0005
+    with pytest.raises(ParamsError, match="distill.steps: unknown key"):
+        budget.params_with(str(root / "params.yaml"), ["distill.steps=250"])  # the pre-2026-12-01 key
 
 
 def test_budget_script_runs_a_chain_and_scores_every_stage(workdir, micro_world):

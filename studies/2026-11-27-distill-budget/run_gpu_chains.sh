@@ -6,8 +6,8 @@ T0=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1 OMP_NUM_THREADS=4
 tar xzf .gpu/world.tgz
-chain() { echo "{a: {segments: $1, init_dir: data/teacher}, b: {segments: $1, init_dir: data/students/a}, c: {segments: $1, init_dir: data/students/b}, d: {segments: $1, init_dir: data/students/c}}"; }
-COMMON="--teacher teacher/shapes-base --device cuda --set trajectories.batch_size=512 --set distill.batch_t2i=256 --set distill.batch_mmu=64 --set distill.warmup_steps=50 --set distill.checkpoint_every=1000 --set distill.log_every=50 --set distill.lr=0.0002 --set distill.steps=${STEPS:-250} --set distill.eval_steps=[2,4,8]"
+chain() { echo "{a: {method: consistency, segments: $1, init_dir: data/teacher}, b: {method: consistency, segments: $1, init_dir: data/students/a}, c: {method: consistency, segments: $1, init_dir: data/students/b}, d: {method: consistency, segments: $1, init_dir: data/students/c}}"; }
+COMMON="--teacher teacher/shapes-base --device cuda --set trajectories.batch_size=512 --set distill.consistency.batch_t2i=256 --set distill.batch_mmu=64 --set distill.warmup_steps=50 --set distill.checkpoint_every=1000 --set distill.log_every=50 --set distill.consistency.lr=0.0002 --set distill.consistency.steps=${STEPS:-250} --set distill.eval_steps=[2,4,8]"
 mkdir -p runs
 db() { timeout ${CAP:-300} python3 scripts/distill_budget.py "$@" $COMMON; }
 db runs/det --collect-only > runs/det_collect.log 2>&1 &

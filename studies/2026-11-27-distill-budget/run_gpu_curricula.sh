@@ -10,17 +10,19 @@ tar xzf .gpu/world.tgz
 nvidia-smi -L
 python3 -c "import torch, transformers, accelerate; print(torch.__version__, transformers.__version__, accelerate.__version__, torch.cuda.is_available())" || exit 1
 END=$((T0 + ${BUDGET:-450}))
-COMMON="--teacher teacher/shapes-base --device cuda --set trajectories.batch_size=512 --set distill.batch_t2i=256 --set distill.batch_mmu=64 --set distill.warmup_steps=50 --set distill.checkpoint_every=1000 --set distill.log_every=50"
+COMMON="--teacher teacher/shapes-base --device cuda --set trajectories.batch_size=512 --set distill.consistency.batch_t2i=256 --set distill.batch_mmu=64 --set distill.warmup_steps=50 --set distill.checkpoint_every=1000 --set distill.log_every=50"
 STO="--set trajectories.decoding=stochastic --set trajectories.samples_per_caption=4"
 mkdir -p runs
-db() { python3 scripts/distill_budget.py "$@" $COMMON; }
+# The paper's curriculum only (params.yaml's stages now end with a dm stage, which this study predates).
+CURRICULUM="{seg4: {method: consistency, segments: 4, init_dir: data/teacher}, seg2: {method: consistency, segments: 2, init_dir: data/students/seg4}, seg1: {method: consistency, segments: 1, init_dir: data/students/seg2}}"
+db() { python3 scripts/distill_budget.py "$@" $COMMON --set "distill.stages=$CURRICULUM"; }
 db runs/det --collect-only > runs/det_collect.log 2>&1 &
 P1=$!
-db runs/B $STO --set distill.lr=0.0002 --deadline $END --sampler-sweep > runs/B.log 2>&1 &
+db runs/B $STO --set distill.consistency.lr=0.0002 --deadline $END --sampler-sweep > runs/B.log 2>&1 &
 PB=$!
 wait $P1; cat runs/det_collect.log; echo "det collected at +$(( $(date +%s) - T0 )) s"
-db runs/A --trajectories runs/det/trajectories --set distill.lr=0.0002 --deadline $END --sampler-sweep > runs/A.log 2>&1 &
-db runs/C --trajectories runs/det/trajectories --set distill.lr=0.0005 --deadline $END --sampler-sweep > runs/C.log 2>&1 &
+db runs/A --trajectories runs/det/trajectories --set distill.consistency.lr=0.0002 --deadline $END --sampler-sweep > runs/A.log 2>&1 &
+db runs/C --trajectories runs/det/trajectories --set distill.consistency.lr=0.0005 --deadline $END --sampler-sweep > runs/C.log 2>&1 &
 wait
 echo "all done at +$(( $(date +%s) - T0 )) s"
 for n in A B C; do echo "== $n"; grep -v Warning runs/$n.log | tail -16; done
