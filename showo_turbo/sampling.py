@@ -188,8 +188,9 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     commit = torch.where(codes >= 0, start_step - 1, commit)
     temp = temperature
-    for k in range(start_step):  # replay the annealing of the steps already taken
-        temp = temp * (1 - (k + 1) / steps) if anneal == "showo" else temp
+    if anneal == "showo":
+        for k in range(start_step):  # replay the compounded annealing of the steps already taken
+            temp = temp * (1 - (k + 1) / steps)
     forwards = 0
     cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
     for k in range(start_step, steps):

@@ -18,8 +18,7 @@ from showo_turbo.evaluate import t2i_sweep
 from showo_turbo.model import load_model
 from showo_turbo.teacher import eval_prompts_subset
 from showo_turbo.worlds import load_world
-
-CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+from showo_turbo.worlds.shapes.scenes import CATEGORIES
 
 
 def ints(s: str) -> list[int]:

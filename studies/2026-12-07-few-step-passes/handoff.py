@@ -21,17 +21,16 @@ import torch
 
 from showo_turbo.evaluate import decode_codes, encode_captions
 from showo_turbo.model import autocast, load_model
-from showo_turbo.sampling import t2i_generate
+from showo_turbo.sampling import mask_schedule, t2i_generate
 from showo_turbo.teacher import eval_prompts_subset
 from showo_turbo.worlds import load_world
-
-CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+from showo_turbo.worlds.shapes.scenes import CATEGORIES
 
 
 def resume_step(masked: int, steps: int, num_tokens: int) -> int:
     """The first step k of a `steps`-step cosine run whose state before k has <= `masked` masked positions."""
     for k in range(1, steps):
-        if math.floor(num_tokens * math.cos(k / steps * math.pi / 2)) <= masked:
+        if math.floor(num_tokens * mask_schedule(k / steps)) <= masked:  # what tokens_to_remask leaves after step k - 1
             return k
     return steps - 1
 

@@ -21,10 +21,9 @@ from showo_turbo.evaluate import t2i_sweep
 from showo_turbo.model import load_model
 from showo_turbo.teacher import eval_prompts_subset
 from showo_turbo.worlds import load_world
-
-CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+from showo_turbo.worlds.shapes.scenes import CATEGORIES
 SCHEDULES = {
-    "cosine": lambda r: math.cos(r * math.pi / 2),          # Show-o / MaskGIT
+    "cosine": sampling.mask_schedule,                       # the library's: Show-o / MaskGIT
     "linear": lambda r: 1 - r,                              # more committed early than cosine
     "convex": lambda r: (1 - r) ** 2,                       # most committed early
     "cubic": lambda r: 1 - r ** 3,                          # fewest committed early
@@ -63,7 +62,7 @@ def main() -> None:
             r = t2i_sweep(model, world, prompts, [t], [args.cfg], bootstrap=1000, seed=0, progress=False,
                           precision="auto", temperature=args.temperature, top_k=args.top_k or None,
                           init_mask_ratio=args.mask_ratio, images_per_prompt=2)[f"steps_{t}.cfg_{args.cfg:g}"]
-            left = [math.floor(64 * schedule(name)((k + 1) / t)) for k in range(t)]
+            left = [math.floor(model.config.num_image_tokens * schedule(name)((k + 1) / t)) for k in range(t)]
             row = {"label": args.label, "model": args.model, "cfg": args.cfg, "schedule": name, "steps": t,
                    "masked_after": left, "temperature": args.temperature, "top_k": args.top_k,
                    "mask_ratio": args.mask_ratio, "seconds": round(time.time() - t0, 1),
@@ -73,7 +72,7 @@ def main() -> None:
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    sampling.mask_schedule = SCHEDULES["cosine"]
+    sampling.mask_schedule = SCHEDULES["cosine"]  # the library's own function back
 
 
 if __name__ == "__main__":
