@@ -11,7 +11,7 @@ import sys
 
 import nbformat
 
-from showo_turbo.errors import run_cli
+from showo_turbo.pipeline.errors import run_cli
 
 MARK = "# NBVAL_CHECK_OUTPUT"
 

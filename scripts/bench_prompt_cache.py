@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from showo_turbo.errors import run_cli
-from showo_turbo.evaluate import encode_captions
-from showo_turbo.model import load_model
-from showo_turbo.sampling import t2i_generate
+from showo_turbo.pipeline.errors import run_cli
+from showo_turbo.evaluation.harness import encode_captions
+from showo_turbo.model.showo import load_model
+from showo_turbo.model.sampling import t2i_generate
 from showo_turbo.worlds import load_world
 
 

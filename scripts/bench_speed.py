@@ -12,17 +12,17 @@ precision, turbo_dm); models from data/teacher and data/students/<evaluate.stude
 
 import argparse
 import sys
-from dataclasses import replace
+from showo_turbo.pipeline.params import replace
 
 import torch
 
-from showo_turbo.benchmark import (mmu_runs, seconds_per_image, seconds_per_image_batch1, t2i_arms,
+from showo_turbo.evaluation.benchmark import (mmu_runs, seconds_per_image, seconds_per_image_batch1, t2i_arms,
                                    tokens_per_second_batch1)
-from showo_turbo.errors import run_cli
-from showo_turbo.evaluate import mmu_eval
-from showo_turbo.model import load_model
-from showo_turbo.params import load_params
-from showo_turbo.teacher import eval_prompts_subset
+from showo_turbo.pipeline.errors import run_cli
+from showo_turbo.evaluation.harness import mmu_eval
+from showo_turbo.model.showo import load_model
+from showo_turbo.pipeline.params import load_params
+from showo_turbo.evaluation.harness import eval_prompts_subset
 from showo_turbo.worlds import load_world
 
 

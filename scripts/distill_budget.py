@@ -23,20 +23,21 @@ import sys
 import json
 import shutil
 import time
-from dataclasses import replace
+from showo_turbo.pipeline.params import replace
 from pathlib import Path
 
 import torch
 import yaml
 
-from showo_turbo import trajectories as TJ
-from showo_turbo.errors import run_cli
-from showo_turbo.distill import distill_stage, evaluate_student, student_minutes, with_budget
-from showo_turbo.evaluate import t2i_sweep
-from showo_turbo.io import save_json
-from showo_turbo.model import load_model
-from showo_turbo.params import load_params, parse_params, to_dict
-from showo_turbo.teacher import default_device, eval_prompts_subset
+from showo_turbo.training import trajectories as TJ
+from showo_turbo.pipeline.errors import run_cli
+from showo_turbo.training.distill import distill_stage, evaluate_student, student_minutes
+from showo_turbo.evaluation.harness import t2i_sweep
+from showo_turbo.pipeline.io import save_json
+from showo_turbo.model.showo import load_model
+from showo_turbo.pipeline.params import load_params, parse_params, to_dict
+from showo_turbo.evaluation.harness import eval_prompts_subset
+from showo_turbo.model.showo import default_device
 from showo_turbo.worlds import load_world
 
 SECTIONS = ("trajectories", "distill", "teacher")  # teacher: e.g. teacher.eval.precision=fp32 for scoring
@@ -67,6 +68,11 @@ def params_with(path: str, overrides: list[str]):
                                  **{k: v for k, v in stages.items() if k not in original_stages}}
     params = parse_params(data, "params.yaml + --set")
     return replace(params, distill=replace(params.distill, stages={k: params.distill.stages[k] for k in stages}))
+
+
+def with_budget(dp, steps: int):
+    """`dp` with the budget of every method its stages use set to `steps`."""
+    return replace(dp, **{m: replace(dp.method(m), steps=steps) for m in {st.method for st in dp.stages.values()}})
 
 
 def collect(teacher, world, tp, root: Path) -> None:
@@ -166,14 +172,14 @@ def main() -> None:
     if args.sampler_sweep:
         summary["sampler_sweep"] = sampler_sweep(student, world, params.teacher.eval, bootstrap=200)
         save_json(summary, run / "summary.json")
-    print(f"{run / 'summary.json'}: {dp.consistency.steps} steps per consistency stage, {dp.dm.steps} per dm stage, "
-          f"on {summary['device']}", flush=True)
+    budgets = ", ".join(f"{dp.method(m).steps} steps per {m} stage" for m in dict.fromkeys(st.method for st in dp.stages.values()))
+    print(f"{run / 'summary.json'}: {budgets}, on {summary['device']}", flush=True)
 
 
 def score(student, teacher, world, params, dp, stage, progress) -> dict:
     t0 = time.perf_counter()
     metrics = evaluate_student(student, teacher, world, dp, params.teacher.eval, params.trajectories.block_size,
-                               minutes=student_minutes(progress), bootstrap=params.world.bootstrap, stage=stage)
+                               minutes=student_minutes(progress), stage=stage, bootstrap=params.world.bootstrap)
     metrics["eval_seconds"] = round(time.perf_counter() - t0, 1)
     metrics["losses"] = progress["losses"].get("process_0", {})
     return metrics

@@ -4,4 +4,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 dest=${1:-$(mktemp -d -t showo-micro-XXXX)}
-python -m showo_turbo.scratch --preset micro --repro "$dest"
+python -m showo_turbo.pipeline.scratch --preset micro --repro "$dest"

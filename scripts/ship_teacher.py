@@ -15,10 +15,10 @@ import json
 import shutil
 from pathlib import Path
 
-from showo_turbo.errors import run_cli
-from showo_turbo.io import load_json, save_json
-from showo_turbo.params import TeacherTrainParams, build_dataclass
-from showo_turbo.teacher import make_card, write_card_readme
+from showo_turbo.pipeline.errors import run_cli
+from showo_turbo.pipeline.io import load_json, save_json
+from showo_turbo.pipeline.params import TeacherTrainParams, build_dataclass
+from showo_turbo.training.teacher import make_card, write_card_readme
 from showo_turbo.worlds import load_world
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from showo_turbo.errors import run_cli
-from showo_turbo.io import save_json
-from showo_turbo.model import load_model
-from showo_turbo.params import TeacherTrainParams, build_dataclass, load_params
-from showo_turbo.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
+from showo_turbo.pipeline.errors import run_cli
+from showo_turbo.pipeline.io import save_json
+from showo_turbo.model.showo import load_model
+from showo_turbo.pipeline.params import TeacherTrainParams, build_dataclass, load_params
+from showo_turbo.training.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
                                  train_teacher, training_setup)
 from showo_turbo.worlds import load_world
 

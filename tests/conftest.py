@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from showo_turbo.params import load_params
+from showo_turbo.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")  # quiet progress bars in test logs
@@ -26,9 +26,9 @@ def make_distill_workdir(micro_world, micro_params, tmp_path_factory):
     with `seed`) and data/trajectories collected from it with the micro params."""
     import torch
 
-    from showo_turbo.model import ShowoModel, save_model
-    from showo_turbo.teacher import model_config_for
-    from showo_turbo.trajectories import collect_mmu, collect_t2i
+    from showo_turbo.model.showo import ShowoModel, save_model
+    from showo_turbo.training.teacher import model_config_for
+    from showo_turbo.training.trajectories import collect_mmu, collect_t2i
 
     def make(name: str, seed: int) -> Path:
         root = tmp_path_factory.mktemp(name)

@@ -57,7 +57,7 @@ def write_magvit_folder(folder: Path, seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from showo_turbo.magvit import MAGVITv2, MagvitConfig
+    from showo_turbo.worlds.showo.magvit import MAGVITv2, MagvitConfig
 
     torch.manual_seed(seed)
     model = MAGVITv2(MagvitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in MAGVIT_SMALL.items()}))
@@ -72,8 +72,8 @@ def write_showo_folder(folder: Path, phi_folder: Path, image_size: int, caption_
     import torch
     from safetensors.torch import save_file
 
-    from showo_turbo.model import ShowoModel, official_showo_config
-    from showo_turbo.phi_tokenizer import load_phi_tokenizer
+    from showo_turbo.model.showo import ShowoModel, official_showo_config
+    from showo_turbo.worlds.showo.phi_tokenizer import load_phi_tokenizer
 
     tok = load_phi_tokenizer(phi_folder)
     folder.mkdir(parents=True, exist_ok=True)

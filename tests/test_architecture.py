@@ -1,6 +1,8 @@
-"""The package's layout, checked from its source: the method core knows no particular world, no
-modules import each other (directly or around a loop), and every DVC stage depends on every
-library file its notebook imports (so editing one reruns the stages that use it)."""
+"""The package's layout, checked from its source: the folders are layers that import only the ones
+below them, the core knows no particular world and no particular distillation method (both are
+plug-ins, imported by name), no modules import each other (directly or around a loop), and every
+DVC stage depends on every library file its notebook imports (so editing one reruns the stages that
+use it)."""
 
 import ast
 import json
@@ -8,13 +10,22 @@ from pathlib import Path
 
 import yaml
 
+from showo_turbo.methods import METHODS
 from showo_turbo.worlds import WORLD_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "showo_turbo"
-# The method: model, samplers, trajectories, distillation, evaluation harness, and what they stand on.
-CORE = ("model", "sampling", "trajectories", "consistency", "distribution_matching", "distill", "evaluate", "benchmark",
-        "teacher", "params", "io", "errors", "shards", "sample_store", "tokenization", "display", "magvit", "phi_tokenizer", "worlds")
+# The folders and the folders each may import (besides itself). pipeline/ is the plumbing under
+# everything; its params validator and stage runner reach the plug-in registries (worlds/, methods/
+# packages) by name at run time, and the runner imports the modules that define project errors.
+LAYERS = {"pipeline": set(), "model": {"pipeline"}, "worlds": {"pipeline", "model"},
+          "evaluation": {"pipeline", "model", "worlds", "methods"}, "training": {"pipeline", "model", "worlds", "evaluation", "methods"},
+          "methods": {"pipeline", "model", "training"}}
+PLUGINS = {*WORLD_KINDS.values(), *METHODS.values()}
+# Edges across layers that are not downward, each with its reason.
+ALLOWED = {("showo_turbo.evaluation.explorer", "showo_turbo.training.trajectories"): "the explorer reads the trajectory store",
+           ("showo_turbo.pipeline.params", "showo_turbo.worlds"): "the world plug-ins' params, by kind",
+           ("showo_turbo.pipeline.params", "showo_turbo.methods"): "the method plug-ins' params, by name"}
 
 
 def module_name(path: Path) -> str:
@@ -58,21 +69,43 @@ def closure(start: set[str], graph: dict[str, set[str]]) -> set[str]:
     return seen
 
 
+def folder(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
 def test_the_graph_sees_the_known_edges():
     """The parser itself: relative, nested and `from . import x` imports all resolve."""
-    assert "showo_turbo.consistency" in GRAPH["showo_turbo.distribution_matching"]
-    assert "showo_turbo.evaluate" in GRAPH["showo_turbo.distill"]  # an import inside a function
+    assert "showo_turbo.methods.text" in GRAPH["showo_turbo.methods.dm"]
+    assert "showo_turbo.evaluation.harness" in GRAPH["showo_turbo.training.distill"]  # an import inside a function
     assert "showo_turbo.worlds.shapes.scorer" in GRAPH["showo_turbo.worlds.shapes.world"]
     assert "showo_turbo.worlds" in GRAPH["showo_turbo.worlds.shapes.world"]  # `from .. import WorldFileError`
+    assert "showo_turbo.model.showo" in GRAPH["showo_turbo.model.sampling"]
 
 
-def test_the_method_core_imports_no_world():
-    for core in CORE:
-        name = f"showo_turbo.{core}"
-        assert name in MODULES, f"{name} is listed as core but does not exist"
-        reached = closure({name}, GRAPH)
-        worlds = sorted(m for m in reached if m.startswith("showo_turbo.worlds."))
-        assert not worlds, f"{name} imports {worlds} (directly or through another module)"
+def test_every_module_lives_in_a_layer_folder():
+    loose = sorted(m for m in MODULES if folder(m) not in LAYERS and m != "showo_turbo")
+    assert not loose, f"modules outside the layer folders: {loose}"
+
+
+def test_each_folder_imports_only_the_layers_below_it():
+    for m, deps in GRAPH.items():
+        if m in ("showo_turbo", "showo_turbo.pipeline.stage"):
+            continue  # the package's lazy loaders; the runner's error-name imports
+        for d in deps:
+            if folder(d) != folder(m) and (m, d) not in ALLOWED:
+                assert folder(d) in LAYERS[folder(m)], f"{m} ({folder(m)}/) imports {d} ({folder(d)}/)"
+
+
+def test_the_core_imports_no_world_and_no_method():
+    """Outside a plug-in's own folder or file, nothing reaches a particular world or method: they
+    are imported by name (worlds.world_module, methods.method_module)."""
+    for name in MODULES:
+        if any(name == p or name.startswith(p + ".") for p in PLUGINS) or name in ("showo_turbo.methods.text", "showo_turbo"):
+            continue  # (the package top's lazy loaders of the Show-o world's tokenizers are a convenience)
+        reached = closure({name}, GRAPH) - {name}
+        plugins = sorted(m for m in reached if any(m == p or m.startswith(p + ".") for p in PLUGINS))
+        assert not plugins, f"{name} imports {plugins} (directly or through another module)"
 
 
 def test_no_two_modules_import_each_other():
@@ -124,10 +157,10 @@ def test_every_stage_depends_on_the_library_files_its_notebook_imports():
     for name, stage in stages.items():
         stage = stage.get("do", stage)
         cmd = stage["cmd"].split()
-        notebook = ROOT / cmd[cmd.index("showo_turbo.stage") + 2]
+        notebook = ROOT / cmd[cmd.index("showo_turbo.pipeline.stage") + 2]
         deps = [d for d in stage["deps"] if isinstance(d, str)]
         # The runner itself, and what it validates with; its imports for error names change no output.
-        used = closure(notebook_imports(notebook) | {"showo_turbo.params"}, graph) | {"showo_turbo.stage", "showo_turbo.errors"}
+        used = closure(notebook_imports(notebook) | {"showo_turbo.pipeline.params"}, graph) | {"showo_turbo.pipeline.stage", "showo_turbo.pipeline.errors"}
         # a package's import runs its __init__ too
         used |= {".".join(m.split(".")[:i]) for m in used for i in range(1, m.count(".") + 1)}
         for m in sorted(used):

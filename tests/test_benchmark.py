@@ -1,17 +1,17 @@
 """The evaluate stage's library: arms, stable metric keys, determinism, plot files."""
 
 import copy
-from dataclasses import replace
 
 import pandas as pd
 import pytest
 import torch
 
-from showo_turbo.benchmark import (MMU_ARMS, MMU_KEYS, T2I_ARMS, arm_images, evaluate_arms, mmu_table,
-                                   sample_images, t2i_arms, t2i_table, write_plot_files)
-from showo_turbo.model import ShowoModel
+from showo_turbo.evaluation.benchmark import (MMU_KEYS, StudentArm, arm_images, evaluate_arms, mmu_table, sample_images,
+                                              t2i_arms, t2i_table, write_plot_files)
+from showo_turbo.model.showo import ShowoModel
 from showo_turbo.worlds.shapes.scenes import CATEGORIES
-from showo_turbo.teacher import eval_prompts_subset, model_config_for
+from showo_turbo.evaluation.harness import eval_prompts_subset
+from showo_turbo.training.teacher import model_config_for
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +25,25 @@ def models(micro_world):
     return teacher, student, dm_student
 
 
+T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
+MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
+
+
 @pytest.fixture(scope="module")
 def ep(micro_params):
-    return replace(micro_params.evaluate, steps=(1, 2, 4), student_top_k={1: 0, 2: 3, 4: 0}, prompts_per_category=2)
+    return micro_params.evaluate.model_copy(update=dict(steps=(1, 2, 4), student_top_k={1: 0, 2: 3, 4: 0},
+                                                        prompts_per_category=2))
+
+
+def dm_arm(model, temperature=4.5):
+    """A stage `dm` scored as an arm of its own, from a noisy start (the dm method's)."""
+    return StudentArm("dm", model, {1: 0, 2: 0, 4: 0}, temperature, {"init_mask_ratio": 0.6})
 
 
 @pytest.fixture(scope="module")
 def metrics(models, micro_world, ep):
     teacher, student, dm_student = models
-    return evaluate_arms(teacher, student, micro_world, ep, progress=False, dm_student=dm_student)
+    return evaluate_arms(teacher, student, micro_world, ep, [dm_arm(dm_student)], progress=False)
 
 
 def test_every_stable_key_is_there(metrics, ep):
@@ -60,7 +70,7 @@ def test_every_stable_key_is_there(metrics, ep):
 
 
 def test_scores_repeat_exactly(models, micro_world, ep, metrics):
-    again = evaluate_arms(*models[:2], micro_world, ep, progress=False, dm_student=models[2])
+    again = evaluate_arms(*models[:2], micro_world, ep, [dm_arm(models[2])], progress=False)
     for arm in T2I_ARMS:
         for key, row in metrics["t2i"][arm].items():
             timing = ("seconds_per_image", "seconds_per_image_batch1")
@@ -71,12 +81,12 @@ def test_scores_repeat_exactly(models, micro_world, ep, metrics):
             assert metrics["mmu"][arm][k] == again["mmu"][arm][k]
     # Scores of an untrained model are mostly 0, so compare the images themselves too.
     prompts = eval_prompts_subset(micro_world, 1)
-    for arm in (t2i_arms(*models[:2], ep, models[2])[i] for i in (0, 3)):  # teacher_cfg, turbo_dm
+    for arm in (t2i_arms(*models[:2], ep, [dm_arm(models[2])])[i] for i in (0, 3)):  # teacher_cfg, turbo_dm
         assert (arm_images(arm, micro_world, prompts, 2, ep) == arm_images(arm, micro_world, prompts, 2, ep)).all()
 
 
-def test_without_a_dm_student_its_arms_are_left_out(models, micro_world, ep):
-    m = evaluate_arms(*models[:2], micro_world, replace(ep, steps=(1,), student_top_k={1: 0}), progress=False)
+def test_without_other_arms_only_the_papers_are_there(models, micro_world, ep):
+    m = evaluate_arms(*models[:2], micro_world, ep.model_copy(update=dict(steps=(1,), student_top_k={1: 0})), progress=False)
     assert set(m["t2i"]) == set(T2I_ARMS) - {"turbo_dm"} and set(m["mmu"]) == set(MMU_ARMS) - {"turbo_dm_jacobi"}
     assert "turbo_dm_steps_1" not in m["summary"] and "turbo_dm_forwards_ratio" not in m["summary"]["mmu"]
 
@@ -84,9 +94,8 @@ def test_without_a_dm_student_its_arms_are_left_out(models, micro_world, ep):
 def test_turbo_dm_arm_samples_from_its_noisy_start(models, micro_world, ep):
     """The same model as turbo and as turbo_dm: only the sampler's start differs, and so do the images."""
     teacher = models[0]
-    arms = {a.name: a for a in t2i_arms(teacher, teacher, ep, teacher)}
-    assert arms["turbo_dm"].sampler(4) == {"top_k": None, "temperature": ep.turbo_dm.temperature,
-                                           "init_mask_ratio": ep.turbo_dm.mask_ratio, "embed_noise": ep.turbo_dm.embed_noise}
+    arms = {a.name: a for a in t2i_arms(teacher, teacher, ep, [dm_arm(teacher, 3.0)])}
+    assert arms["turbo_dm"].sampler(4) == {"top_k": None, "temperature": 3.0, "init_mask_ratio": 0.6}
     prompts = eval_prompts_subset(micro_world, 1)
     assert not (arm_images(arms["turbo_dm"], micro_world, prompts, 1, ep) ==
                 arm_images(arms["turbo"], micro_world, prompts, 1, ep)).all()
@@ -130,7 +139,15 @@ def test_tables_and_plot_files(metrics, ep, tmp_path):
 
 
 def test_sample_grid_rows(models, micro_world, ep):
-    images, captions = sample_images(*models[:2], micro_world, ep, dm_student=models[2])
+    images, captions = sample_images(*models[:2], micro_world, ep, [dm_arm(models[2])])
     assert len(images) == len(captions) == len(ep.steps) * 3 * len(CATEGORIES)
     assert captions[0].startswith("teacher_cfg 1:") and captions[len(CATEGORIES)].startswith("turbo 1:")
     assert captions[2 * len(CATEGORIES)].startswith("turbo_dm 1:")
+
+
+def test_student_arms_come_from_the_stages_with_an_arm(micro_params):
+    """params/micro.yaml's dm stage has an `arm:`; its start is the dm method's noisy start."""
+    from showo_turbo.evaluation.benchmark import student_arms
+    arms = student_arms(micro_params, lambda stage: f"model of {stage}")
+    assert [(a.stage, a.model, a.start) for a in arms] == [("dm", "model of dm", {"init_mask_ratio": micro_params.distill.method("dm").mask_ratio})]
+    assert arms[0].top_k == micro_params.distill.stages["dm"].arm.top_k

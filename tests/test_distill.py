@@ -7,18 +7,20 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import replace
+from showo_turbo.pipeline.params import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from showo_turbo.consistency import image_targets, segment_end_of, text_targets
-from showo_turbo.distill import distill_stage
-from showo_turbo.model import load_model
-from showo_turbo.params import CurriculumStage, ParamsError
-from showo_turbo.teacher import model_config_for
-from showo_turbo.trajectories import load_store
+from showo_turbo.methods.consistency import image_targets, segment_end_of
+from showo_turbo.methods.text import text_targets
+from showo_turbo.training.distill import distill_stage
+from showo_turbo.model.showo import load_model
+from showo_turbo.model.showo import CheckpointError
+from showo_turbo.pipeline.params import ParamsError, StageEntry
+from showo_turbo.training.teacher import model_config_for
+from showo_turbo.training.trajectories import load_store
 from two_processes import distill_two_processes
 
 
@@ -88,8 +90,9 @@ def _separate_sequences(out: dict, b: int, n: int) -> tuple[torch.Tensor, torch.
 def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro_params):
     """The packed forward gives the losses that three separate forwards (each with the plain MMU mask)
     give: the consistency loss on (before + x_i, before + x_e) and the AR loss on prompt + answer."""
-    from showo_turbo.consistency import DistillBatches, DistillObjective, soft_cross_entropy
-    from showo_turbo.model import mmu_attention_mask
+    from showo_turbo.methods.consistency import ConsistencyObjective, draw_batch
+    from showo_turbo.methods.text import TrajectoryBatches, soft_cross_entropy
+    from showo_turbo.model.showo import mmu_attention_mask
 
     student = load_model(workdir / "data" / "teacher" / "model.safetensors")
     torch.manual_seed(1)
@@ -97,10 +100,11 @@ def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro
         for p in student.parameters():
             p.add_(0.02 * torch.randn_like(p))
     dp = replace(micro_params.distill, batch_mmu=32)  # enough rows that some pairs differ
-    batches = DistillBatches(workdir / "data" / "trajectories", CurriculumStage(method="consistency", segments=2, init_dir="data/teacher"), dp, student.config)
-    batch = batches.draw(torch.Generator().manual_seed(3))
+    stage = StageEntry(method="consistency", segments=2, init_dir="data/teacher", arm=None)
+    batches = TrajectoryBatches(workdir / "data" / "trajectories", stage, dp, student.config)
+    batch = draw_batch(batches, dp.method("consistency").batch_t2i, torch.Generator().manual_seed(3))
     with torch.no_grad():
-        got = DistillObjective(student, dp)(batch)
+        got = ConsistencyObjective(student, dp)(batch)
         n = batch["loss_mask"].shape[1]
         cons, weight, ar_logp = [], [], []
         for b in range(len(batch["mmu_ids"])):
@@ -125,7 +129,7 @@ def test_packed_text_losses_equal_separate_sequences(workdir, micro_world, micro
 
 def consistency_with(dp, **changes):
     """`dp` with these distill.consistency keys changed."""
-    return replace(dp, consistency=replace(dp.consistency, **changes))
+    return replace(dp, consistency=replace(dp.method("consistency"), **changes))
 
 
 def _teacher_weights(workdir):
@@ -134,33 +138,36 @@ def _teacher_weights(workdir):
 
 def test_stage_resumes_after_an_interruption(workdir, micro_params, monkeypatch):
     monkeypatch.chdir(workdir)
-    dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
+    dp, stage = micro_params.distill, StageEntry(method="consistency", segments=2, init_dir="data/teacher", arm=None)
     full = distill_stage(stage, dp, "data/trajectories", workdir / "full", cpu=True, progress=False)
-    assert full["step"] == dp.consistency.steps and (workdir / "full" / "model.safetensors").is_file()
+    assert full["step"] == dp.method("consistency").steps and (workdir / "full" / "model.safetensors").is_file()
     part = distill_stage(stage, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=3)
     assert part["step"] == 3 and not (workdir / "part" / "model.safetensors").is_file()
     # The dm section is not a consistency stage's: editing it does not stop the resume.
-    dm_edited = replace(dp, dm=replace(dp.dm, aux_lr=dp.dm.aux_lr * 2))
+    dm_edited = replace(dp, dm=replace(dp.method("dm"), aux_lr=dp.method("dm").aux_lr * 2))
     resumed = distill_stage(stage, dm_edited, "data/trajectories", workdir / "part", cpu=True, progress=False)
-    assert resumed["step"] == dp.consistency.steps and resumed["resumed_from"] == 3 and full["resumed_from"] == 0
+    assert resumed["step"] == dp.method("consistency").steps and resumed["resumed_from"] == 3 and full["resumed_from"] == 0
     steps = [json.loads(line)["step"] for line in open(workdir / "part" / "history.jsonl")]
-    assert steps == sorted(set(steps)) and steps[-1] == dp.consistency.steps and 3 in steps  # one history, continued
+    assert steps == sorted(set(steps)) and steps[-1] == dp.method("consistency").steps and 3 in steps  # one history, continued
     a = load_model(workdir / "full" / "model.safetensors").state_dict()
     b = load_model(workdir / "part" / "model.safetensors").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # resumed == uninterrupted
     t = _teacher_weights(workdir)
     assert any(not torch.equal(a[k], t[k]) for k in a)
-    # Other params: the checkpoint is not resumed but replaced.
-    other = distill_stage(stage, consistency_with(dp, lr=dp.consistency.lr * 2), "data/trajectories", workdir / "part", cpu=True,
-                          progress=False, max_steps=2)
+    # Other params: the checkpoint is refused, naming the changed key, and replaced only when asked.
+    doubled = consistency_with(dp, lr=dp.method("consistency").lr * 2)
+    with pytest.raises(CheckpointError, match=r"another recipe \(consistency.lr 0.0001 -> 0.0002\); .*SHOWO_TURBO_RESTART=1"):
+        distill_stage(stage, doubled, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=2)
+    other = distill_stage(stage, doubled, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=2,
+                          restart=True)
     assert other["step"] == 2 and other["resumed_from"] == 0
 
 
 def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, monkeypatch):
     """The lr is constant after warmup, so N steps then N more == 2N steps in one go; a smaller
-    budget than the checkpoint's step starts over (the checkpoint is further than the budget)."""
+    budget than the checkpoint's step is another recipe (the checkpoint is further than the budget)."""
     monkeypatch.chdir(workdir)
-    dp, stage = micro_params.distill, CurriculumStage(method="consistency", segments=2, init_dir="data/teacher")
+    dp, stage = micro_params.distill, StageEntry(method="consistency", segments=2, init_dir="data/teacher", arm=None)
     short, long = consistency_with(dp, steps=2), consistency_with(dp, steps=4)
     one_go = distill_stage(stage, long, "data/trajectories", workdir / "one", cpu=True, progress=False)
     distill_stage(stage, short, "data/trajectories", workdir / "two", cpu=True, progress=False)
@@ -169,10 +176,14 @@ def test_a_larger_budget_continues_the_finished_stage(workdir, micro_params, mon
     a = load_model(workdir / "one" / "model.safetensors").state_dict()
     b = load_model(workdir / "two" / "model.safetensors").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    fewer = distill_stage(stage, consistency_with(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False)
+    with pytest.raises(CheckpointError, match="consistency.steps 4 -> 3"):
+        distill_stage(stage, consistency_with(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False)
+    fewer = distill_stage(stage, consistency_with(dp, steps=3), "data/trajectories", workdir / "two", cpu=True, progress=False,
+                          restart=True)
     assert fewer["resumed_from"] == 0 and fewer["step"] == 3
 
 
+@pytest.mark.slow
 def test_two_processes_through_accelerate(workdir):
     r = distill_two_processes(workdir, Path(__file__).resolve().parents[1] / "params" / "micro.yaml", "seg2", "two")
     assert r["processes"] == 2 and set(r["losses"]) == {"process_0", "process_1"}
@@ -193,24 +204,25 @@ def test_budget_script_overrides_the_params_files_own_stage_names():
     spec = importlib.util.spec_from_file_location("distill_budget", root / "scripts" / "distill_budget.py")
     budget = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(budget)
-    curriculum = ("{seg4: {method: consistency, segments: 4, init_dir: data/teacher}, "
-                  "seg2: {method: consistency, segments: 2, init_dir: data/students/seg4}, "
-                  "seg1: {method: consistency, segments: 1, init_dir: data/students/seg2}}")
+    curriculum = ("{seg4: {method: consistency, segments: 4, init_dir: data/teacher, arm: null}, "
+                  "seg2: {method: consistency, segments: 2, init_dir: data/students/seg4, arm: null}, "
+                  "seg1: {method: consistency, segments: 1, init_dir: data/students/seg2, arm: null}}")
     params = budget.params_with(str(root / "params.yaml"), [f"distill.stages={curriculum}",
                                                             "distill.consistency.lr=0.0005"])
     assert list(params.distill.stages) == ["seg4", "seg2", "seg1"]
     assert [st.segments for st in params.distill.stages.values()] == [4, 2, 1]
-    assert params.distill.consistency.lr == 0.0005
+    assert params.distill.method("consistency").lr == 0.0005
     with pytest.raises(ParamsError, match="distill.steps: unknown key"):
         budget.params_with(str(root / "params.yaml"), ["distill.steps=250"])  # the pre-2026-12-01 key
 
 
+@pytest.mark.slow
 def test_budget_script_runs_a_chain_and_scores_every_stage(workdir, micro_world):
     """scripts/distill_budget.py (the out-of-pipeline budget study): a two-stage chain over the
     pipeline's trajectory store (reused, not collected again), a summary per stage, students trained."""
     root = Path(__file__).resolve().parents[1]
-    chain = ("{a: {method: consistency, segments: 2, init_dir: data/teacher}, "
-             "b: {method: consistency, segments: 1, init_dir: data/students/a}}")
+    chain = ("{a: {method: consistency, segments: 2, init_dir: data/teacher, arm: null}, "
+             "b: {method: consistency, segments: 1, init_dir: data/students/a, arm: null}}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     args = [sys.executable, str(root / "scripts" / "distill_budget.py"), str(workdir / "budget"),
             "--params", str(root / "params" / "micro.yaml"), "--world", str(micro_world.root),

@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from showo_turbo import widgets as Wd
-from showo_turbo.evaluate import mmu_prompts
-from showo_turbo.model import ShowoModel
-from showo_turbo.teacher import model_config_for
+pytestmark = pytest.mark.slow  # a browser or a whole pipeline (minutes)
+
+from showo_turbo.evaluation import explorer as Wd
+from showo_turbo.evaluation.harness import mmu_prompts
+from showo_turbo.model.showo import ShowoModel
+from showo_turbo.training.teacher import model_config_for
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import showo_turbo
-from showo_turbo.magvit import MAGVITv2, LookupFreeQuantizer, MagvitConfig, load_magvitv2, preprocess
-from showo_turbo.tokenization import ImageTokenizer, TokenizerFileError
+from showo_turbo.worlds.showo.magvit import MAGVITv2, LookupFreeQuantizer, MagvitConfig, load_magvitv2, preprocess
+from showo_turbo.model.tokenization import ImageTokenizer, TokenizerFileError
 
 DATA = Path(__file__).parent / "data"
 # Reduced for the CPU: fewer channels and blocks, the same 16x downsampling and 13-bit LFQ.

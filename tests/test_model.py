@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from showo_turbo.model import (PRESETS, CheckpointError, ShowoModel, image_slice, load_model, load_official_showo,
+from showo_turbo.model.showo import (PRESETS, CheckpointError, ShowoModel, image_slice, load_model, load_official_showo,
                                lm_loss, mask_image_tokens, mmu_attention_mask, mmu_loss, mmu_position_ids,
                                mmu_sequences, omni_attention_mask, preset_config, save_model, t2i_loss, t2i_sequences)
-from showo_turbo.tokenization import VocabLayout
+from showo_turbo.model.tokenization import VocabLayout
 
 DATA = Path(__file__).parent / "data"
 WORLD = dict(text_size=40, codebook_size=20, num_image_tokens=16, max_caption_tokens=6, sot_id=1, eot_id=2)
@@ -155,7 +155,7 @@ def test_unknown_preset():
 def test_auto_precision_is_bf16_only_where_native(monkeypatch):
     import contextlib
 
-    import showo_turbo.model as M
+    import showo_turbo.model.showo as M
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     assert M.has_fast_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
     for native, want in ((True, "bf16"), (False, "fp32")):

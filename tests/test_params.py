@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from showo_turbo.params import ParamsError, load_params, parse_params, to_dict
+from showo_turbo.pipeline.params import ParamsError, load_params, parse_params, replace, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,51 +23,82 @@ def error_of(data) -> str:
     return msg
 
 
-def test_shipped_params_and_micro_preset_load_with_the_same_keys():
-    default = load_params(ROOT / "params.yaml")
-    micro = load_params(ROOT / "params" / "micro.yaml")
+def overlaid(overlay: str) -> dict:
+    """params.yaml with params/<overlay>.yaml merged in (pipeline.presets), as a dict."""
+    import shutil
+    import tempfile
 
-    def keys(d, prefix=""):
-        if prefix == "distill.stages.":  # named curriculum stages: their own names, the same keys each
-            d = {"<stage>": next(iter(d.values()))}
-        return {prefix + str(k) for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
-    assert keys(to_dict(default)) == keys(to_dict(micro))
-    assert micro.world.train_t2i < default.world.train_t2i
+    from showo_turbo.pipeline.presets import apply_overlay
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ROOT / "params.yaml", Path(tmp) / "params.yaml")
+        apply_overlay(ROOT / "params" / f"{overlay}.yaml", Path(tmp) / "params.yaml")
+        return yaml.safe_load((Path(tmp) / "params.yaml").read_text())
+
+
+def keys(d, prefix=""):
+    if prefix == "distill.stages.":  # named stages: their own names, the same keys each
+        d = {"<stage>": next(iter(d.values()))}
+    return {prefix + str(k) for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{prefix}{k}.")}
+
+
+def test_shipped_params_and_micro_preset_load_with_the_same_keys():
+    """The micro preset is params.yaml + the dm overlay at test scale: the same keys."""
+    default = to_dict(parse_params(overlaid("dm")))
+    micro = load_params(ROOT / "params" / "micro.yaml")
+    assert keys(default) == keys(to_dict(micro))
+    assert micro.world.train_t2i < default["world"]["train_t2i"]
     assert len(micro.distill.stages) >= 2  # the micro pipeline exercises a stage that starts from a student
+
+
+def test_the_default_pipeline_is_the_papers_method_and_the_dm_overlay_adds_an_arm():
+    default = load_params(ROOT / "params.yaml")
+    assert {st.method for st in default.distill.stages.values()} == {"consistency"} and not default.arms()
+    assert "dm" not in to_dict(default.distill)
+    with_dm = parse_params(overlaid("dm"))
+    assert list(with_dm.distill.stages) == [*default.distill.stages, "dm"] and list(with_dm.arms()) == ["dm"]
+    assert with_dm.distill.method("dm").mask_ratio == 0.6
+    text = (ROOT / "params.yaml").read_text()
+    assert text.splitlines()[0].startswith("# Pipeline parameters")  # the overlay keeps params.yaml's comments
 
 
 def test_curriculum_errors_name_the_stage():
     data = base()
-    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2, "init_dir": "data/teacher"},
-                                 "b": {"method": "consistency", "segments": 1, "init_dir": "data/students/c"}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2, "init_dir": "data/teacher", "arm": None},
+                                 "b": {"method": "consistency", "segments": 1, "init_dir": "data/students/c", "arm": None}}
     assert error_of(data) == ("params.yaml: distill.stages.b.init_dir: must be one of data/teacher, data/students/a "
                               "(the teacher or an earlier stage's student), got 'data/students/c'")
-    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 99, "init_dir": "data/teacher"}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 99, "init_dir": "data/teacher", "arm": None}}
     assert error_of(data) == "params.yaml: distill.stages.a.segments: 99 segments do not fit trajectories.steps (16)"
-    data["distill"]["stages"] = {"a b": {"method": "consistency", "segments": 2, "init_dir": "data/teacher"}}
+    data["distill"]["stages"] = {"a b": {"method": "consistency", "segments": 2, "init_dir": "data/teacher", "arm": None}}
     assert "entry name 'a b'" in error_of(data)
-    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2}}
+    data["distill"]["stages"] = {"a": {"method": "consistency", "segments": 2, "arm": None}}
     assert error_of(data) == "params.yaml: distill.stages.a.init_dir: missing (every key must be given so that DVC tracks it)"
 
 
 def test_stage_methods_and_the_arms_that_name_them():
-    data = base()
+    data = overlaid("dm")
     data["distill"]["stages"]["dm"]["method"] = "dmd"
     assert error_of(data) == "params.yaml: distill.stages.dm.method: unknown value 'dmd'; allowed: consistency, dm"
-    data = base()
+    data = overlaid("dm")
     data["evaluate"]["student"] = "dm"
     assert error_of(data) == ("params.yaml: evaluate.student: must be one of the distill.stages with method consistency "
                               "(seg4, seg2, seg1), got 'dm'")
-    data = base()
-    data["evaluate"]["turbo_dm"]["student"] = "seg1"
-    assert error_of(data) == ("params.yaml: evaluate.turbo_dm.student: must be one of the distill.stages with method dm "
-                              "(dm), got 'seg1'")
-    data = base()
+    data = overlaid("dm")
+    del data["distill"]["dm"]
+    assert error_of(data) == "params.yaml: distill.dm: missing: stages with method dm need this section"
+    data = overlaid("dm")
     data["distill"]["dm"]["mask_ratio"] = 1.5
     assert error_of(data) == "params.yaml: distill.dm.mask_ratio: must be <= 1.0, got 1.5"
+    data = overlaid("dm")
+    data["distill"]["stages"]["dm"]["arm"]["top_k"] = {1: 0}
+    assert error_of(data).startswith("params.yaml: distill.stages.dm.arm.top_k: needs an entry for every step count")
+    data = overlaid("dm")
+    data["distill"]["stages"]["seg1"]["arm"] = {"top_k": {1: 0}, "temperature": 1.0}
+    assert error_of(data).startswith("params.yaml: distill.stages.seg1.arm: must be null for evaluate.student")
+    # a method's section is checked only where a stage uses it
     data = base()
-    data["evaluate"]["turbo_dm"]["top_k"] = {1: 0}
-    assert error_of(data).startswith("params.yaml: evaluate.turbo_dm.top_k: needs an entry for every step count")
+    data["distill"]["dm"] = {"anything": 1}
+    assert to_dict(parse_params(data))["distill"]["dm"] == {"anything": 1}
 
 
 def test_round_trip():
@@ -101,8 +132,11 @@ def test_round_trip():
     (lambda d: d["evaluate"]["student_top_k"].pop(8), "evaluate.student_top_k: needs an entry for every step count"),
     (lambda d: d["evaluate"]["student_top_k"].update({2: -1}), "evaluate.student_top_k.2: must be >= 0, got -1"),
     (lambda d: d["evaluate"]["student_top_k"].update({"two": 3}), "evaluate.student_top_k (a key): expected an integer, got 'two'"),
+    (lambda d: d["evaluate"].update(steps=[]), "evaluate.steps: expected a non-empty list, got []"),
+    (lambda d: d["teacher"].update(train=5), "teacher.train: expected a mapping, got 5"),
     (lambda d: d["trajectories"].update(cfg_scale=float("nan")), "trajectories.cfg_scale: must be a finite number, got nan"),
-    (lambda d: d["distill"]["dm"].update(lr=float("inf")), "distill.dm.lr: must be a finite number, got inf"),
+    (lambda d: d["distill"]["consistency"].update(lr=float("inf")), "distill.consistency.lr: must be a finite number, got inf"),
+    (lambda d: d["distill"]["consistency"].update(stepz=3), "distill.consistency.stepz: unknown key; allowed: steps, batch_t2i, lr"),
     (lambda d: d["world"].update(heldout_caption_fraction=float("-inf")), "world.heldout_caption_fraction: must be a finite number"),
 ])
 def test_bad_params_name_the_key(mutate, expect):
@@ -128,10 +162,25 @@ def test_bad_files(tmp_path):
         load_params(bad)
 
 
-def test_method_dataclass_defaults_are_params_yamls():
-    """A reader of params.py sees the studies' settings, not stale ones: every ConsistencyParams and
-    DistributionMatchingParams default equals params.yaml's distill.consistency / distill.dm value."""
-    from showo_turbo.params import ConsistencyParams, DistributionMatchingParams
-    shipped = load_params(ROOT / "params.yaml").distill
-    assert ConsistencyParams() == shipped.consistency
-    assert DistributionMatchingParams() == shipped.dm
+def test_the_models_declare_no_values():
+    """params.yaml is the only home of a value: no field of any section has a default."""
+    from pydantic import BaseModel
+
+    from showo_turbo.methods import METHODS, method_params_class
+    from showo_turbo.pipeline import params as P
+    from showo_turbo.worlds import WORLD_KINDS, params_class
+    models = [v for v in vars(P).values() if isinstance(v, type) and issubclass(v, BaseModel) and v not in (BaseModel, P.Section)]
+    models += [method_params_class(m) for m in METHODS] + [params_class(k) for k in WORLD_KINDS]
+    assert len(models) >= 12
+    for model in models:
+        for name, f in model.model_fields.items():
+            assert f.is_required(), f"{model.__name__}.{name} has a default"
+
+
+def test_replace_validates_again():
+    p = load_params(ROOT / "params.yaml")
+    assert replace(p.trajectories, steps=8).steps == 8
+    with pytest.raises(ParamsError, match="steps: must be >= 1, got 0"):
+        replace(p.trajectories, steps=0)
+    again = replace(p, trajectories=replace(p.trajectories, steps=8))
+    assert again.world == p.world and again.trajectories.steps == 8

@@ -10,8 +10,8 @@ import pytest
 
 import showo_turbo
 from official_folders import ADDED, write_phi_folder
-from showo_turbo.phi_tokenizer import ENDOFTEXT, load_phi_tokenizer
-from showo_turbo.tokenization import SHOWO_SPECIALS, TokenizerFileError, VocabLayout
+from showo_turbo.worlds.showo.phi_tokenizer import ENDOFTEXT, load_phi_tokenizer
+from showo_turbo.model.tokenization import SHOWO_SPECIALS, TokenizerFileError, VocabLayout
 
 @pytest.fixture(scope="module")
 def phi_folder(tmp_path_factory) -> Path:

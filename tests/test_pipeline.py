@@ -1,6 +1,5 @@
 """The pipeline at micro scale, in a scratch copy: `dvc repro`, its metrics, and nbval over the notebooks."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -10,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from showo_turbo.params import DISTILL_METHODS, DistillParams, load_params
-from showo_turbo.scratch import make_scratch_copy
+from showo_turbo.methods import METHODS
+from showo_turbo.pipeline.params import DistillParams, load_params
+from showo_turbo.pipeline.scratch import make_scratch_copy
 from showo_turbo.worlds.shapes.scenes import CATEGORIES
 
+pytestmark = pytest.mark.slow  # a whole micro pipeline (minutes)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # pipeline order
@@ -90,8 +91,9 @@ def test_distill_stages_depend_on_every_shared_key():
     """dvc.yaml lists the distill keys one by one (so that a method's section reaches only its stages):
     every shared key of DistillParams must be there, the method sections through `distill.${item.method}`."""
     listed = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["distill"]["do"]["params"]
-    shared = {f"distill.{f.name}" for f in dataclasses.fields(DistillParams)} - {f"distill.{m}" for m in (*DISTILL_METHODS, "stages")}
-    assert set(listed) == shared | {"distill.stages.${key}", "distill.${item.method}", "teacher.eval"}
+    shared = {f"distill.{name}" for name in DistillParams.model_fields} - {f"distill.{m}" for m in (*METHODS, "stages")}
+    entry = {f"distill.stages.${{key}}.{k}" for k in ("method", "segments", "init_dir")}  # its arm's sampler aside
+    assert set(listed) == shared | entry | {"distill.${item.method}", "teacher.eval"}
 
 
 def test_notebooks_run_under_nbval(micro_repo):
@@ -102,7 +104,7 @@ def test_notebooks_run_under_nbval(micro_repo):
 
 
 def test_dvc_repro_writes_trajectory_stores(micro_repo):
-    from showo_turbo.shards import ShardReader
+    from showo_turbo.pipeline.shards import ShardReader
     tp = load_params(micro_repo / "params.yaml").trajectories
     m = json.loads((micro_repo / "metrics" / "trajectories.json").read_text())
     t2i = ShardReader(micro_repo / "data" / "trajectories" / "t2i", "t2i")
@@ -116,7 +118,7 @@ def test_dvc_repro_writes_trajectory_stores(micro_repo):
 def test_dvc_repro_runs_the_curriculum(micro_repo):
     import torch
 
-    from showo_turbo.model import load_model
+    from showo_turbo.model.showo import load_model
     all_stages = load_params(micro_repo / "params.yaml").distill.stages
     stages = [name for name, st in all_stages.items() if st.method == "consistency"]
     dm = [name for name, st in all_stages.items() if st.method == "dm"]
@@ -142,9 +144,14 @@ def test_dvc_repro_runs_the_curriculum(micro_repo):
 
 
 def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
-    from showo_turbo.benchmark import MMU_ARMS, MMU_KEYS, T2I_ARMS
-    ep = load_params(micro_repo / "params.yaml").evaluate
+    from showo_turbo.evaluation.benchmark import MMU_KEYS
+    params = load_params(micro_repo / "params.yaml")
+    ep = params.evaluate
     m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
+    # the paper's arms, and one of its own for every stage with an `arm:` (the micro preset's dm stage)
+    T2I_ARMS = ["teacher_cfg", "teacher_nocfg", "turbo", *(f"turbo_{s}" for s in params.arms())]
+    MMU_ARMS = ["teacher_ar", "teacher_jacobi", "turbo_jacobi", *(f"turbo_{s}_jacobi" for s in params.arms())]
+    assert "turbo_dm" in T2I_ARMS and set(m["t2i"]) == set(T2I_ARMS) and set(m["mmu"]) == set(MMU_ARMS)
     for arm in T2I_ARMS:
         for t in ep.steps:
             row = m["t2i"][arm][f"steps_{t}"]

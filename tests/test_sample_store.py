@@ -1,17 +1,19 @@
 """One teacher sweep: the teacher stage's stored samples are exactly what the evaluate stage's
 teacher arms would draw, reused only where every setting is equal; the store refuses a bad file."""
 
-from dataclasses import replace
+import dataclasses
+
+from showo_turbo.pipeline.params import replace
 
 import numpy as np
 import pytest
 import torch
 
-from showo_turbo.benchmark import arm_codes, evaluate_t2i, t2i_arms
-from showo_turbo.evaluate import decode_codes
-from showo_turbo.model import ShowoModel
-from showo_turbo.sample_store import SampleStore, SampleStoreError, sample_key
-from showo_turbo.teacher import evaluate_teacher, model_config_for
+from showo_turbo.evaluation.benchmark import arm_codes, evaluate_t2i, t2i_arms
+from showo_turbo.evaluation.harness import decode_codes
+from showo_turbo.model.showo import ShowoModel
+from showo_turbo.evaluation.sample_store import SampleStore, SampleStoreError, sample_key
+from showo_turbo.training.teacher import evaluate_teacher, model_config_for
 
 SHA = "f" * 64  # stands for the teacher weights file's hash
 
@@ -49,11 +51,11 @@ def test_the_teacher_stage_stores_what_the_evaluate_arms_draw(teacher, micro_wor
     folder, _ = stored
     store = SampleStore.load(folder)
     assert len(store) == len(ep.steps) * 2 * ep.images_per_prompt  # steps x (CFG, no CFG) x seeds
-    from showo_turbo.teacher import eval_prompts_subset
+    from showo_turbo.evaluation.harness import eval_prompts_subset
     prompts = eval_prompts_subset(micro_world, ep.prompts_per_category)
     for arm in t2i_arms(teacher, teacher, ep, teacher_sha256=SHA)[:2]:  # teacher_cfg, teacher_nocfg
         for t in ep.steps:
-            fresh = arm_codes(replace(arm, model_sha256=""), micro_world, prompts, t, ep, store)  # no hash: drawn anew
+            fresh = arm_codes(dataclasses.replace(arm, model_sha256=""), micro_world, prompts, t, ep, store)  # no hash: drawn anew
             reused = arm_codes(arm, micro_world, prompts, t, ep, store)
             assert fresh.reused == 0 and reused.reused == ep.images_per_prompt
             np.testing.assert_array_equal(decode_codes(micro_world, reused.codes), decode_codes(micro_world, fresh.codes))
@@ -104,7 +106,7 @@ def test_store_round_trip_and_refusals(tmp_path):
     path.write_bytes(path.read_bytes()[:40])  # truncated
     with pytest.raises(SampleStoreError, match="codes.safetensors: not a readable safetensors file"):
         SampleStore.load(tmp_path)
-    from showo_turbo.io import write_safetensors
+    from showo_turbo.pipeline.io import write_safetensors
     write_safetensors({"w": torch.zeros(2)}, path, {"format": "showo-turbo/model"})  # a foreign file
     with pytest.raises(SampleStoreError, match="not a showo-turbo sample store"):
         SampleStore.load(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from showo_turbo.shards import ShardError, ShardReader, ShardWriter
+from showo_turbo.pipeline.shards import ShardError, ShardReader, ShardWriter
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_writer_resumes_and_refuses_other_params(tmp_path):
 
 
 def test_atomic_writes_get_normal_permissions_and_folders_swap_whole(tmp_path):
-    from showo_turbo.io import atomic_dir, write_safetensors
+    from showo_turbo.pipeline.io import atomic_dir, write_safetensors
     plain = tmp_path / "plain"
     plain.write_text("x")
     write_safetensors({"a": torch.zeros(2)}, tmp_path / "t.safetensors", {"format": "test"})
@@ -112,7 +112,7 @@ def test_safetensors_writes_are_byte_stable_and_older_headers_still_read(tmp_pat
     """The same tensors and metadata give the same file every time (safetensors alone orders a
     header's metadata keys at random, so DVC saw a new output on every rerun); files written with
     plain metadata keys, as before, read back the same."""
-    from showo_turbo.io import read_safetensors, write_safetensors
+    from showo_turbo.pipeline.io import read_safetensors, write_safetensors
     tensors = {"b": torch.arange(6).view(2, 3), "a": torch.ones(4)}
     meta = {"format": "test", "version": "1", "kind": "t2i", "index": "0", "rows": "2", "params": '{"x": 1}'}
     paths = [tmp_path / f"w{i}.safetensors" for i in range(6)]

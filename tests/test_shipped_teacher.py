@@ -6,17 +6,17 @@ slim copy of the default world (few training examples) has exactly the shipped t
 vocabulary and codebook, and builds in seconds.
 """
 
-import dataclasses
+from showo_turbo.pipeline import params as P
 from pathlib import Path
 
 import pytest
 import torch
 
-from showo_turbo.evaluate import mmu_prompts
-from showo_turbo.model import PRESETS, load_model
-from showo_turbo.params import load_params
-from showo_turbo.sampling import ar_generate, jacobi_generate
-from showo_turbo.teacher import check_card_fits_world, read_card
+from showo_turbo.evaluation.harness import mmu_prompts
+from showo_turbo.model.showo import PRESETS, load_model
+from showo_turbo.pipeline.params import load_params
+from showo_turbo.model.sampling import ar_generate, jacobi_generate
+from showo_turbo.training.teacher import check_card_fits_world, read_card
 from showo_turbo.worlds.shapes import build_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ SHIPPED = ROOT / load_params(ROOT / "params.yaml").teacher.shipped_dir
 @pytest.fixture(scope="module")
 def default_world(tmp_path_factory):
     wp = load_params(ROOT / "params.yaml").world
-    slim = dataclasses.replace(wp, train_t2i=wp.codebook_fit_images, train_mmu=100)
+    slim = P.replace(wp, train_t2i=wp.codebook_fit_images, train_mmu=100)
     return build_world(slim, tmp_path_factory.mktemp("default_world"))
 
 
@@ -42,7 +42,7 @@ def prompts(default_world, teacher):
 
 
 def test_default_teacher_was_trained_with_the_params_recipe(teacher, default_world):
-    assert read_card(SHIPPED)["train_params"] == dataclasses.asdict(load_params(ROOT / "params.yaml").teacher.train)
+    assert read_card(SHIPPED)["train_params"] == P.to_dict(load_params(ROOT / "params.yaml").teacher.train)
     assert teacher.config.vocab_size == default_world.layout.vocab_size
 
 

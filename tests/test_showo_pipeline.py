@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from showo_turbo.params import load_params
-from showo_turbo.scratch import make_scratch_copy
+from showo_turbo.pipeline.params import load_params
+from showo_turbo.pipeline.scratch import make_scratch_copy
 from test_pipeline import BIN, run  # the same subprocess runner (one thread, the venv on PATH)
+
+pytestmark = pytest.mark.slow  # a browser or a whole pipeline (minutes)
 
 ROOT = Path(__file__).resolve().parents[1]
 

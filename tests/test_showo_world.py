@@ -4,7 +4,7 @@ loaded from its folder with the world's sizes, and the method run on it end to e
 level: trajectories, a consistency stage, the evaluation's arms and the GenEval export."""
 
 import json
-from dataclasses import replace
+from showo_turbo.pipeline.params import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from official_folders import GENEVAL, write_all
-from showo_turbo.params import CurriculumStage, ParamsError, build_dataclass, load_params, to_dict
+from showo_turbo.pipeline.params import ParamsError, StageEntry, load_params, to_dict, validate_section
 from showo_turbo.worlds import WorldFileError, build_world, load_world, params_class
 from showo_turbo.worlds.showo import ShowoWorld
 from showo_turbo.worlds.showo.files import load_images
@@ -31,7 +31,7 @@ def world_params(folders, **over):
             "image_size": IMAGE_SIZE, "t2i_train": str(folders["t2i_train"]), "t2i_eval": str(folders["t2i_eval"]),
             "mmu_train": str(folders["mmu_train"]), "mmu_eval": str(folders["mmu_eval"]), "caption_tokens": CAPTION_TOKENS,
             "answer_tokens": 4, "encode_batch": 4, "device": "cpu", "bootstrap": 10, **over}
-    return build_dataclass(params_class("showo"), data, "world.")
+    return validate_section(params_class("showo"), data, "world.")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_a_changed_tokenizer_folder_is_refused(folders, tmp_path):
 
 
 def test_the_official_teacher_loads_with_the_worlds_sizes(world, folders, tmp_path):
-    from showo_turbo.teacher import TeacherMismatchError, obtain_teacher
+    from showo_turbo.training.teacher import TeacherMismatchError, obtain_teacher
 
     tp = replace(load_params("params/micro.yaml").teacher, source="showo", showo_dir=str(folders["showo_dir"]),
                  showo_llm_dir=str(folders["tokenizer_dir"]))
@@ -133,13 +133,14 @@ def test_the_official_teacher_loads_with_the_worlds_sizes(world, folders, tmp_pa
         obtain_teacher(replace(tp, showo_dir=str(other)), world, tmp_path / "t2", tmp_path / "c2")
 
 
+@pytest.mark.slow
 def test_the_method_runs_on_the_real_world_and_exports_geneval(world, folders, tmp_path, monkeypatch):
     """Trajectories -> a consistency stage -> the evaluation's arms with the GenEval export."""
-    from showo_turbo.benchmark import evaluate_arms
-    from showo_turbo.distill import distill_stage
-    from showo_turbo.model import load_model
-    from showo_turbo.teacher import obtain_teacher
-    from showo_turbo.trajectories import collect_mmu, collect_t2i
+    from showo_turbo.evaluation.benchmark import evaluate_arms
+    from showo_turbo.training.distill import distill_stage
+    from showo_turbo.model.showo import load_model
+    from showo_turbo.training.teacher import obtain_teacher
+    from showo_turbo.training.trajectories import collect_mmu, collect_t2i
 
     params = load_params("params/micro.yaml")
     tp = replace(params.teacher, source="showo", showo_dir=str(folders["showo_dir"]),
@@ -149,8 +150,8 @@ def test_the_method_runs_on_the_real_world_and_exports_geneval(world, folders, t
     traj = replace(params.trajectories, captions=4, mmu_questions=6, steps=4, batch_size=4, shard_rows=4, block_size=4)
     collect_t2i(teacher, world, traj, Path("data/trajectories/t2i"), progress=False)
     collect_mmu(teacher, world, traj, Path("data/trajectories/mmu"), progress=False)
-    stage = CurriculumStage("consistency", 1, "data/teacher")
-    dp = replace(params.distill, consistency=replace(params.distill.consistency, steps=2, batch_t2i=2), batch_mmu=2)
+    stage = StageEntry(method="consistency", segments=1, init_dir="data/teacher", arm=None)
+    dp = replace(params.distill, consistency=replace(params.distill.method("consistency"), steps=2, batch_t2i=2), batch_mmu=2)
     progress = distill_stage(stage, dp, "data/trajectories", "data/students/s", cpu=True, progress=False)
     assert progress["step"] == 2
     student = load_model("data/students/s/model.safetensors")

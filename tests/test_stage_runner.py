@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import showo_turbo
-from showo_turbo.errors import ShowoError, project_error_names
-from showo_turbo.scratch import make_scratch_copy
-from showo_turbo.stage import StageError, typed_parameters
+from showo_turbo.pipeline.errors import ShowoError, project_error_names
+from showo_turbo.pipeline.scratch import make_scratch_copy
+from showo_turbo.pipeline.stage import StageError, typed_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -52,6 +52,7 @@ def scratch(tmp_path_factory):
     return dest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old,new,names", [
     ("    steps: 6 ", "    stepz: 6 ", ("params.yaml", "distill.consistency.stepz: unknown key", "allowed: steps, batch_t2i, lr")),
     ("  captions: 48", "  captions: -3", ("params.yaml", "trajectories.captions: must be >= 1, got -3")),
@@ -74,6 +75,7 @@ def _restore(scratch: Path, path: str) -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_in_a_trajectory_shard_stops_dvc_repro_with_one_line(scratch):
     shard = sorted((scratch / "data" / "trajectories" / "t2i").glob("shard-*.safetensors"))[0]
     data = bytearray(shard.read_bytes())
@@ -87,6 +89,7 @@ def test_a_flipped_byte_in_a_trajectory_shard_stops_dvc_repro_with_one_line(scra
         _restore(scratch, "data/trajectories")
 
 
+@pytest.mark.slow
 def test_a_truncated_teacher_checkpoint_stops_dvc_repro_with_one_line(scratch):
     weights = scratch / "data" / "teacher_checkpoint" / "checkpoint" / "model.safetensors"
     size = weights.stat().st_size
@@ -106,10 +109,10 @@ def test_the_distill_command_line_prints_one_line_for_a_project_error(scratch, t
     old = "\n    batch_t2i: 8            # trajectory states per step and process\n    lr: 0.0001"
     assert text.count(old) == 1  # distill.consistency.lr (distill.dm has an lr of its own)
     bad.write_text(text.replace(old, old.replace("lr: 0.0001", "lr: .inf")))
-    res = subprocess.run([sys.executable, "-m", "showo_turbo.distill", "--params", str(bad), "--stage", "seg2",
+    res = subprocess.run([sys.executable, "-m", "showo_turbo.training.distill", "--params", str(bad), "--stage", "seg2",
                           "--out", str(tmp_path / "out")], cwd=scratch, env=ENV, capture_output=True, text=True)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
-    assert res.stderr.strip().splitlines() == [f"showo_turbo.distill: {bad}: distill.consistency.lr: must be a finite number, got inf"]
+    assert res.stderr.strip().splitlines() == [f"showo_turbo.training.distill: {bad}: distill.consistency.lr: must be a finite number, got inf"]
 
 
 def test_the_runner_refuses_a_parameter_the_notebook_does_not_declare():
@@ -126,14 +129,14 @@ def test_the_runner_knows_every_project_error():
     """A failed notebook reports only the exception's class name; the runner must know them all,
     including classes added to modules it does not import itself."""
     def names(code: str) -> set[str]:
-        out = subprocess.run([sys.executable, "-c", code + "; from showo_turbo.errors import project_error_names;"
+        out = subprocess.run([sys.executable, "-c", code + "; from showo_turbo.pipeline.errors import project_error_names;"
                               " print(' '.join(sorted(project_error_names())))"], capture_output=True, text=True,
                              check=True, env=ENV).stdout
         return set(out.split())
 
-    modules = [m.name for m in pkgutil.iter_modules(showo_turbo.__path__)]
-    everything = names("import importlib; [importlib.import_module('showo_turbo.' + m) for m in %r]" % modules)
-    runner = names("from showo_turbo.stage import _load_error_classes; _load_error_classes()")
+    modules = [m.name for m in pkgutil.walk_packages(showo_turbo.__path__, "showo_turbo.")]
+    everything = names("import importlib; [importlib.import_module(m) for m in %r]" % modules)
+    runner = names("from showo_turbo.pipeline.stage import _load_error_classes; _load_error_classes()")
     assert runner == everything
     assert {"ParamsError", "ShardError", "CheckpointError", "WorldFileError", "TeacherMismatchError",
             "TokenizerFileError", "FileFormatError", "StageError"} <= everything

@@ -1,19 +1,19 @@
 """Teacher stage: the scratch recipe (incl. resume after an interruption), cards, shipped-teacher checks, metrics."""
 
-import dataclasses
+from showo_turbo.pipeline import params as P
 import json
 
 import pytest
 import torch
 
-from showo_turbo.model import CheckpointError, load_model
-from showo_turbo.teacher import (TeacherMismatchError, evaluate_teacher, lr_at, make_card,
+from showo_turbo.model.showo import CheckpointError, load_model
+from showo_turbo.training.teacher import (TeacherMismatchError, evaluate_teacher, lr_at, make_card,
                                  obtain_teacher, read_card, scale_key, train_teacher, world_fingerprint)
 
 
 @pytest.fixture(scope="module")
 def recipe(micro_params):
-    return dataclasses.replace(micro_params.teacher.train, steps=12, checkpoint_every=4, log_every=2)
+    return P.replace(micro_params.teacher.train, steps=12, checkpoint_every=4, log_every=2)
 
 
 def test_scratch_training_resumes_exactly_after_an_interruption(micro_world, recipe, tmp_path):
@@ -33,12 +33,11 @@ def test_scratch_training_resumes_exactly_after_an_interruption(micro_world, rec
 def test_resume_refuses_another_recipe(micro_world, recipe, tmp_path):
     train_teacher(micro_world, recipe, tmp_path, max_steps=4)
     with pytest.raises(CheckpointError, match="trained with another recipe"):
-        train_teacher(micro_world, dataclasses.replace(recipe, lr=0.5), tmp_path)
+        train_teacher(micro_world, P.replace(recipe, lr=0.5), tmp_path)
 
 
-def test_lr_schedule():
-    from showo_turbo.params import TeacherTrainParams
-    r = TeacherTrainParams(steps=1000, warmup_steps=100, lr=1.0, min_lr_ratio=0.1)
+def test_lr_schedule(micro_params):
+    r = P.replace(micro_params.teacher.train, steps=1000, warmup_steps=100, lr=1.0, min_lr_ratio=0.1)
     assert lr_at(0, r) == pytest.approx(0.01) and lr_at(99, r) == pytest.approx(1.0)
     assert lr_at(100, r) == pytest.approx(1.0) and lr_at(1000, r) == pytest.approx(0.1)
     assert 0.1 < lr_at(550, r) < 1.0
@@ -52,7 +51,7 @@ def test_shipped_teacher_is_checked_against_the_world(micro_world, micro_params,
     (shipped / "model.safetensors").write_bytes((ckpt / "checkpoint" / "model.safetensors").read_bytes())
     card = make_card(micro_world, recipe, prog, [])
     (shipped / "card.json").write_text(json.dumps(card))
-    tp = dataclasses.replace(micro_params.teacher, source="shipped", shipped_dir=str(shipped))
+    tp = P.replace(micro_params.teacher, source="shipped", shipped_dir=str(shipped))
     model, got = obtain_teacher(tp, micro_world, tmp_path / "out", tmp_path / "unused")
     assert got["world_fingerprint"] == world_fingerprint(micro_world)
     assert (tmp_path / "out" / "model.safetensors").is_file()
@@ -70,7 +69,7 @@ def test_shipped_teacher_is_checked_against_the_world(micro_world, micro_params,
 def test_teacher_metrics_have_the_stable_keys(micro_world, micro_params, recipe, tmp_path):
     train_teacher(micro_world, recipe, tmp_path)
     model = load_model(tmp_path / "checkpoint" / "model.safetensors")
-    ep = dataclasses.replace(micro_params.teacher.eval, steps=(1, 2), cfg_scales=(1.5,), prompts_per_category=2)
+    ep = P.replace(micro_params.teacher.eval, steps=(1, 2), cfg_scales=(1.5,), prompts_per_category=2)
     m = evaluate_teacher(model, micro_world, ep, {"train": {"minutes": 0.1}}, bootstrap=10)
     assert sorted(m["t2i"]) == ["steps_1", "steps_2"]
     assert sorted(m["t2i"]["steps_2"]) == ["cfg_0", "cfg_1p5"]
@@ -84,7 +83,7 @@ def test_loss_log_resume_trims_and_replays(tmp_path):
     the kept history into DVCLive (whose folder DVC deletes before rerunning a stage)."""
     import json
 
-    from showo_turbo.io import LossLog
+    from showo_turbo.pipeline.io import LossLog
 
     class FakeLive:
         def __init__(self):
@@ -102,3 +101,11 @@ def test_loss_log_resume_trims_and_replays(tmp_path):
     LossLog(path, live, "train").resume(20)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [10, 20]
     assert live.logged == [(10, "train/loss_t2i", 0.1), (20, "train/loss_t2i", 0.05)]
+
+
+def test_one_warmup_schedule_for_teacher_and_students():
+    """The distillation stages' lr (warmup, then constant) is the teacher's schedule without decay."""
+    from showo_turbo.training.loop import warmup_lr
+    assert [warmup_lr(s, 1.0, 4) for s in (0, 1, 3, 4, 100)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert warmup_lr(2, 1.0, 4, 100, 0.1) == warmup_lr(2, 1.0, 4)  # the same warmup under a decay
+    assert warmup_lr(100, 1.0, 4, 100, 0.1) == pytest.approx(0.1)

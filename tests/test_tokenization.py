@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from showo_turbo.worlds.shapes.scenes import SHAPES, Obj, WorldSpec, random_scene, render, render_batch, vocabulary
-from showo_turbo.tokenization import (SHOWO_SPECIALS, ImageTokenizer, TextTokenizer, TokenizerFileError, VocabLayout,
+from showo_turbo.model.tokenization import (SHOWO_SPECIALS, ImageTokenizer, TextTokenizer, TokenizerFileError, VocabLayout,
                                       reconstruction_report)
 from showo_turbo.worlds.shapes.patch_vq import PatchVQ
 

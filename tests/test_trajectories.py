@@ -1,16 +1,16 @@
 """Trajectory segmentation, the T2I and MMU trajectory stores, and resuming a collection."""
 
-from dataclasses import replace
+from showo_turbo.pipeline.params import replace
 
 import pytest
 import torch
 
-from showo_turbo.model import ShowoModel
-from showo_turbo.params import ParamsError, load_params, parse_params, to_dict
-from showo_turbo.sampling import ar_generate
-from showo_turbo.shards import ShardReader, ShardWriter
-from showo_turbo.teacher import model_config_for
-from showo_turbo.trajectories import (collect_mmu, collect_t2i, collect_t2i_batch, has_repetition, model_sha256,
+from showo_turbo.model.showo import ShowoModel
+from showo_turbo.pipeline.params import ParamsError, load_params, parse_params, to_dict
+from showo_turbo.model.sampling import ar_generate
+from showo_turbo.pipeline.shards import ShardReader, ShardWriter
+from showo_turbo.training.teacher import model_config_for
+from showo_turbo.training.trajectories import (collect_mmu, collect_t2i, collect_t2i_batch, has_repetition, model_sha256,
                                       segment_bounds, segment_ends, state_at, training_captions)
 
 
@@ -64,32 +64,6 @@ def _confidence_ordered(rows: dict[str, torch.Tensor], steps: int) -> bool:
         if (lo < hi).any():
             return False
     return True
-
-
-def test_order_temperature_shuffles_the_commit_order_of_argmax_codes(micro_world, teacher):
-    t = micro_world.t2i_train()
-    caps, lens = t["caption"][:6].long(), t["caption_len"][:6].long()
-    base = collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8)
-    assert _confidence_ordered(base, 8)  # the paper's order: most confident first
-
-    def shuffled(seed: int) -> dict[str, torch.Tensor]:
-        return collect_t2i_batch(teacher, caps, lens, steps=8, cfg_scale=2.0, top_k=8,
-                                 generator=torch.Generator().manual_seed(seed), order_temperature=50.0)
-
-    rows = shuffled(0)
-    assert not _confidence_ordered(rows, 8)
-    assert not torch.equal(rows["commit_step"], base["commit_step"])
-    # The codes are still the argmax at their commit step; only the order is noisy, and seeded.
-    commit = rows["commit_step"].long()
-    at_commit = rows["index"].long().gather(1, commit.view(6, 1, -1, 1).expand(-1, 1, -1, 8))[:, 0, :, 0]
-    assert torch.equal(at_commit, rows["codes"].long())
-    assert torch.equal(shuffled(0)["commit_step"], rows["commit_step"])
-    assert not torch.equal(shuffled(1)["commit_step"], rows["commit_step"])
-    # Stochastic decoding has its own temperature: order_temperature with it is refused by name.
-    d = to_dict(load_params("params/micro.yaml"))
-    d["trajectories"].update(decoding="stochastic", order_temperature=1.0)
-    with pytest.raises(ParamsError, match="trajectories.order_temperature"):
-        parse_params(d)
 
 
 def _all(reader: ShardReader) -> dict[str, torch.Tensor]:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from showo_turbo import widgets as Wd
-from showo_turbo.evaluate import mmu_prompts
-from showo_turbo.model import ShowoModel
-from showo_turbo.sampling import _block_stats, jacobi_generate
-from showo_turbo.teacher import model_config_for
+from showo_turbo.evaluation import explorer as Wd
+from showo_turbo.evaluation.harness import mmu_prompts
+from showo_turbo.model.showo import ShowoModel
+from showo_turbo.model.sampling import _block_stats, jacobi_generate
+from showo_turbo.training.teacher import model_config_for
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from showo_turbo.worlds.shapes import ShapesEval
-from showo_turbo.io import load_json
+from showo_turbo.pipeline.io import load_json
 from showo_turbo.worlds.shapes.scenes import CATEGORIES, QUESTION_TYPES, caption_space, render_batch, scene_key
 from showo_turbo.worlds.shapes.world import (ShapesWorld, WorldFileError, check_world_metrics, load_tensors, mismatched_prompts,
                                world_metrics)

@@ -14,7 +14,7 @@ def distill_two_processes(cwd: Path, params: Path, stage: str, out: str) -> dict
     report = cwd / f"report_{out}.json"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     res = subprocess.run([bin_dir / "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "showo_turbo.distill",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "showo_turbo.training.distill",
                           "--params", str(params), "--stage", stage, "--out", out, "--report", str(report)],
                          cwd=cwd, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]

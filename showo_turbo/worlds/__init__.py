@@ -27,8 +27,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..errors import ShowoError
-from ..tokenization import ImageTokenizer, VocabLayout
+from ..pipeline.errors import ShowoError
+from ..model.tokenization import ImageTokenizer, VocabLayout
 
 WORLD_KINDS: dict[str, str] = {"shapes": "showo_turbo.worlds.shapes", "showo": "showo_turbo.worlds.showo"}
 
@@ -145,7 +145,7 @@ def build_world(params, out_dir: str | Path) -> World:
 
 def load_world(root: str | Path) -> World:
     """The world of a built folder, by the `format` of its world.json."""
-    from ..io import load_json
+    from ..pipeline.io import load_json
 
     path = Path(root) / "world.json"
     if not path.is_file():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..tokenization import VocabLayout
+from ..model.tokenization import VocabLayout
 from . import WorldFileError
 
 
@@ -13,8 +13,8 @@ from . import WorldFileError
 def read_world_json(root: Path, fmt: str, params_cls: type, defaults: dict | None = None) -> tuple[dict, Any]:
     """A world folder's world.json and its params (a `params_cls`), refused by name when it is
     missing, of another format or carries bad params; `defaults` fill keys an older file lacks."""
-    from ..io import load_json
-    from ..params import ParamsError, build_dataclass
+    from ..pipeline.io import load_json
+    from ..pipeline.params import ParamsError, validate_section
 
     path = root / "world.json"
     if not path.is_file():
@@ -23,7 +23,7 @@ def read_world_json(root: Path, fmt: str, params_cls: type, defaults: dict | Non
     if summary.get("format") != fmt:
         raise WorldFileError(f"{path}: format {summary.get('format')!r}, expected {fmt!r}")
     try:
-        params = build_dataclass(params_cls, {**(defaults or {}), **summary["params"]}, "world.")
+        params = validate_section(params_cls, {**(defaults or {}), **summary["params"]}, "world.")
     except ParamsError as e:
         raise WorldFileError(f"{path}: {e}") from None
     return summary, params

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...io import read_safetensors, write_safetensors
-from ...tokenization import TokenizerFileError
+from ...pipeline.io import read_safetensors, write_safetensors
+from ...model.tokenization import TokenizerFileError
 
 
 def to_patches(images: np.ndarray, patch: int) -> np.ndarray:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...io import load_json, read_safetensors, save_json, write_safetensors
-from ...params import to_dict
-from ...tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
+from ...pipeline.io import load_json, read_safetensors, save_json, write_safetensors
+from ...pipeline.params import to_dict
+from ...model.tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
 from .. import WorldFileError
 from ..common import read_world_json, token_names, vocab_sha256
 from .params import WorldParams

@@ -106,7 +106,7 @@ def load_images(paths: Sequence[str], size: int) -> np.ndarray:
     import torch
     from PIL import Image, UnidentifiedImageError
 
-    from ...magvit import preprocess
+    from .magvit import preprocess
 
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, p in enumerate(paths):

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ...io import atomic_dir
+from ...pipeline.io import atomic_dir
 
 
 def export_geneval(images: np.ndarray, prompts: Sequence, images_per_prompt: int, out_dir: str | Path) -> Path:

@@ -3,28 +3,29 @@ or folder: nothing is fetched from a hub."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
-from ...params import param
+from pydantic import Field, StrictInt, StrictStr
+
+from ...pipeline.params import Choice, NonNegInt, PosInt, Section
 
 
-@dataclass(frozen=True)
-class ShowoWorldParams:
-    """Show-o's tokenizers and the prompt / question files (stage `world`)."""
+class ShowoWorldParams(Section):
+    """Show-o's tokenizers and the prompt / question files (stage `world`); params.yaml's comments say what each is."""
 
-    kind: str = param("showo", choices=("showo",), doc="the world plug-in (showo_turbo.worlds)")
-    tokenizer_dir: str = param("", doc="local phi-1_5 folder: its tokenizer files (and config.json for the backbone)")
-    magvit_dir: str = param("", doc="local MAGVIT-v2 folder: config.json + pytorch_model.safetensors")
-    image_size: int = param(256, min=16, doc="pixels: 256 (show-o) or 512 (show-o-512x512); a multiple of 16")
-    t2i_train: str = param("", doc="captions for trajectory collection: .txt (one per line) or .jsonl ('prompt' per line)")
-    t2i_eval: str = param("", doc="evaluation prompts in GenEval's format (evaluation_metadata.jsonl)")
-    mmu_train: str = param("", doc=".jsonl of {image, question, answer[, kind]} for MMU trajectories (paths relative to it)")
-    mmu_eval: str = param("", doc=".jsonl of held-out {image, question, answer[, kind]} (e.g. POPE's yes/no)")
-    caption_tokens: int = param(125, min=1, doc="caption length of the T2I prompt (longer captions are cut)")
-    answer_tokens: int = param(16, min=1, doc="answer tokens decoded at most (<|eot|> not counted)")
-    encode_batch: int = param(16, min=1, doc="images per MAGVIT-v2 batch while building")
-    device: str = param("cpu", choices=("cpu", "cuda"), doc="where MAGVIT-v2 encodes while building")
-    bootstrap: int = param(1000, min=0, doc="bootstrap resamples of a scorer's interval (none runs inside here)")
+    kind: Choice("showo")
+    tokenizer_dir: StrictStr
+    magvit_dir: StrictStr
+    image_size: Annotated[StrictInt, Field(ge=16)]
+    t2i_train: StrictStr
+    t2i_eval: StrictStr
+    mmu_train: StrictStr
+    mmu_eval: StrictStr
+    caption_tokens: PosInt
+    answer_tokens: PosInt
+    encode_batch: PosInt
+    device: Choice("cpu", "cuda")
+    bootstrap: NonNegInt
 
     def check(self) -> list[tuple[str, str]]:
         for key in ("tokenizer_dir", "magvit_dir", "t2i_train", "t2i_eval", "mmu_train", "mmu_eval"):

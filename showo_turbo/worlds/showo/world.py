@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...io import read_safetensors, save_json, write_safetensors
-from ...shards import sha256_of
-from ...params import to_dict
-from ...tokenization import VocabLayout, pad_tokens
+from ...pipeline.io import read_safetensors, save_json, write_safetensors
+from ...pipeline.shards import sha256_of
+from ...pipeline.params import to_dict
+from ...model.tokenization import VocabLayout, pad_tokens
 from .. import WorldFileError
 from ..common import read_world_json, token_names, vocab_sha256
 from .files import GenEvalPrompt, MMUItem, load_images, read_captions, read_geneval, read_mmu
@@ -45,8 +45,8 @@ def _load(path: Path, kind: str) -> dict[str, torch.Tensor]:
 
 
 def _tokenizers(wp: ShowoWorldParams):
-    from ...magvit import load_magvitv2
-    from ...phi_tokenizer import load_phi_tokenizer
+    from .magvit import load_magvitv2
+    from .phi_tokenizer import load_phi_tokenizer
 
     return load_phi_tokenizer(wp.tokenizer_dir), load_magvitv2(wp.magvit_dir, wp.image_size, wp.device)
 
@@ -192,7 +192,7 @@ def load_world(root: str | Path) -> ShowoWorld:
 
 def world_metrics(world: ShowoWorld) -> dict:
     """The stage's figures: counts, lengths, the layout, and MAGVIT-v2's round trip on the first held-out images."""
-    from ...tokenization import reconstruction_report
+    from ...model.tokenization import reconstruction_report
 
     _, paths = world.eval_mmu()
     images = world.images_of(paths[:8])

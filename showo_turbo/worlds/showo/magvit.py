@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import read_safetensors
-from .tokenization import TokenizerFileError
+from ...pipeline.io import read_safetensors
+from ...model.tokenization import TokenizerFileError
 
 
 @dataclass(frozen=True)

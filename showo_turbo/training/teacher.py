@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import platform
+import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from .evaluate import mmu_eval, t2i_sweep
-from .errors import ShowoError
-from .io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
-from .model import (CheckpointError, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
+from ..evaluation.harness import eval_prompts_subset, mmu_eval, t2i_sweep
+from ..pipeline.errors import ShowoError
+from .loop import optimizer_update, resume_point, set_lr, train_steps, warmup_lr
+from ..pipeline.io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
+from ..model.showo import (CheckpointError, default_device, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
-from .params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
-from .sample_store import SampleStore
-from .worlds import World
+from ..pipeline.params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
+from ..evaluation.sample_store import SampleStore
+from ..worlds import World
 
 
 TrainRecipe = TeacherTrainParams  # the recipe is exactly the params' `teacher.train` group
@@ -40,11 +39,6 @@ def model_config_for(world: World, preset: str) -> ShowoConfig:
                          num_image_tokens=world.vq.grid_shape[0] * world.vq.grid_shape[1],
                          max_caption_tokens=world.caption_tokens, sot_id=world.text.sot_id,
                          eot_id=world.text.eot_id)
-
-
-def default_device() -> str:
-    """Where the teacher trains and samples: the GPU when there is one."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def training_setup(cfg: ShowoConfig, recipe: TrainRecipe, device: str | torch.device) -> tuple[ShowoModel, torch.optim.Optimizer]:
@@ -62,10 +56,7 @@ def training_setup(cfg: ShowoConfig, recipe: TrainRecipe, device: str | torch.de
 
 def lr_at(step: int, r: TrainRecipe) -> float:
     """Linear warmup, then cosine decay to `min_lr_ratio * lr`."""
-    if step < r.warmup_steps:
-        return r.lr * (step + 1) / r.warmup_steps
-    p = (step - r.warmup_steps) / max(1, r.steps - r.warmup_steps)
-    return r.lr * (r.min_lr_ratio + (1 - r.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+    return warmup_lr(step, r.lr, r.warmup_steps, r.steps, r.min_lr_ratio)
 
 
 class TrainingBatches:
@@ -102,13 +93,14 @@ def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: T
         save_model(model, tmp / "model.safetensors")
         torch.save({"optimizer": opt.state_dict(), "generator": g.get_state(), "torch_rng": torch.get_rng_state()},
                    tmp / "state.pt")
-        save_json({"step": step, "recipe": asdict(recipe), "elapsed_seconds": elapsed, "hardware": hardware()},
+        save_json({"step": step, "recipe": to_dict(recipe), "elapsed_seconds": elapsed, "hardware": hardware()},
                   tmp / "progress.json")
 
 
 def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=None, max_steps: int | None = None,
-                  device: str | torch.device = "cpu") -> dict:
+                  device: str | torch.device = "cpu", restart: bool | None = None) -> dict:
     """Train (or resume) a teacher into `out_dir/checkpoint/`; returns the final progress record.
+    A checkpoint of another recipe is refused unless `restart` (training.loop.resume_point).
     `max_steps` stops early (e.g. to simulate an interruption); `live` is a DVCLive `Live` or None;
     `device` is where the model runs (the data stream is the same on every device)."""
     out = Path(out_dir)
@@ -119,41 +111,34 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
     torch.manual_seed(recipe.seed)
     model, opt = training_setup(cfg, recipe, device)
     step, elapsed = 0, 0.0
-    if (ckpt / "progress.json").is_file():
-        prog = load_json(ckpt / "progress.json")
-        if prog["recipe"] != asdict(recipe):
-            raise CheckpointError(f"{ckpt}: checkpoint was trained with another recipe; delete it or restore the params")
+    prog = resume_point(ckpt, to_dict(recipe), restart=restart)
+    if prog is not None:
         model.load_state_dict(load_model(ckpt / "model.safetensors").state_dict())
         state = read_torch_state(ckpt / "state.pt", CheckpointError)
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = prog["step"], prog["elapsed_seconds"]
+    elif ckpt.exists():  # a restart was asked
+        shutil.rmtree(ckpt)
+        (out / "history.jsonl").unlink(missing_ok=True)
     batches = TrainingBatches(world, cfg, recipe, g)
     model.train()
     stop = recipe.steps if max_steps is None else min(recipe.steps, max_steps)
-    bar = tqdm(total=recipe.steps, initial=step, desc="teacher")
     t0, log = time.time() - elapsed, LossLog(out / "history.jsonl", live, "train")
     if step:
         log.resume(step)
-    while step < stop:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, recipe)
+
+    def update(step: int) -> dict:
+        set_lr(opt, lr_at(step, recipe))
         with autocast(recipe.precision, device):
             losses = batches.losses(model)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        opt.step()
-        step += 1
-        log.add(losses)
-        bar.update()
-        if step % recipe.log_every == 0 or step == stop:
-            means = log.flush(step, time.time() - t0, lr=lr_at(step - 1, recipe))
-            bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
-        if step % recipe.checkpoint_every == 0 or step == stop:
-            _save_state(ckpt, model, opt, step, g, recipe, time.time() - t0)
-    bar.close()
+        optimizer_update(None, opt, model, losses["total"], recipe.grad_clip)
+        return losses
+
+    train_steps(step, stop, recipe.steps, update, log, lambda s: log.flush(s, time.time() - t0, lr=lr_at(s - 1, recipe)),
+                lambda s: _save_state(ckpt, model, opt, s, g, recipe, time.time() - t0), recipe.log_every,
+                recipe.checkpoint_every, "teacher")
     return load_json(ckpt / "progress.json")
 
 
@@ -237,7 +222,7 @@ def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpo
 
 def make_card(world: World, recipe: TeacherTrainParams, progress: dict, history: list[dict]) -> dict:
     return {"format": CARD_FORMAT, "source": "scratch", "world_params": to_dict(world.params),
-            "world_fingerprint": world_fingerprint(world), "train_params": asdict(recipe),
+            "world_fingerprint": world_fingerprint(world), "train_params": to_dict(recipe),
             "train": {"steps": progress["step"], "minutes": round(progress["elapsed_seconds"] / 60, 1),
                       "hardware": progress.get("hardware") or hardware()},
             "history": history, "scores": {}}
@@ -252,14 +237,6 @@ def trained_on(card: dict) -> str:
 def scale_key(s: float) -> str:
     """'cfg_2', 'cfg_1p5': no dots, so DVC's dotted metric paths stay unambiguous."""
     return "cfg_" + f"{s:g}".replace(".", "p")
-
-
-def eval_prompts_subset(world: World, per_category: int):
-    prompts, _ = world.eval_t2i()
-    out = []
-    for c in world.categories:
-        out += [p for p in prompts if p.category == c][:per_category]
-    return out
 
 
 def evaluate_teacher(model: ShowoModel, world: World, ep: TeacherEvalParams, card: dict, bootstrap: int = 1000,

@@ -1,6 +1,6 @@
 """The command of every DVC stage: check params.yaml, then run the stage's notebook with papermill.
 
-    python -m showo_turbo.stage distill@seg2 notebooks/03_distill.ipynb reports/03_distill_seg2.ipynb \\
+    python -m showo_turbo.pipeline.stage distill@seg2 notebooks/03_distill.ipynb reports/03_distill_seg2.ipynb \\
         -p params_path params.yaml -p stage_name seg2
 
 What the user sees through `dvc repro`:
@@ -62,8 +62,10 @@ def check_params(parameters: dict[str, Any]) -> None:
 
 def _load_error_classes() -> None:
     """Import the modules that define the project's errors, so that `project_error_names` sees them all."""
-    from . import distill, model, params, shards, teacher, tokenization  # noqa: F401
-    from .worlds import WORLD_KINDS, world_module
+    from ..model import showo, tokenization  # noqa: F401
+    from ..training import distill, teacher  # noqa: F401
+    from . import params, shards  # noqa: F401
+    from ..worlds import WORLD_KINDS, world_module
 
     for kind in WORLD_KINDS:
         world_module(kind)

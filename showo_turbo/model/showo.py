@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PhiConfig, PhiForCausalLM
 
-from .errors import ShowoError
-from .io import read_safetensors, write_safetensors
-from .params import PRECISIONS
+from ..pipeline.errors import ShowoError
+from ..pipeline.io import read_safetensors, write_safetensors
+from ..pipeline.params import PRECISIONS
 from .tokenization import VocabLayout
 
 NEG_INF = torch.finfo(torch.float32).min
@@ -239,30 +239,11 @@ class ShowoModel(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(self.hidden(ids, mask, position_ids))
 
-    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None, embed_noise: float = 0.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """[B, N, codebook] logits over image codes only at the image positions of T2I sequences.
-        `embed_noise` s > 0 mixes Gaussian noise into the image positions' input embeddings,
-        variance-preserving as Di[M]O does (s * noise + sqrt(1 - s^2) * embedding), the noise scaled
-        to the embedding table's standard deviation so that s means the same at any model size."""
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N, codebook] logits over image codes only at the image positions of T2I sequences."""
         cfg = self.config
         mask = omni_attention_mask(ids, cfg) if mask is None else mask
-        img = image_slice(cfg)
-        if embed_noise:
-            emb = self.noisy_embeddings(ids, img, embed_noise, generator)
-            h = self.showo.model(inputs_embeds=emb, attention_mask=mask).last_hidden_state[:, img]
-        else:
-            h = self.hidden(ids, mask)[:, img]
-        return self.code_logits(h)
-
-    def noisy_embeddings(self, ids: torch.Tensor, img: slice, embed_noise: float,
-                         generator: torch.Generator | None) -> torch.Tensor:
-        """Input embeddings of `ids` with `embed_noise` mixed into the positions `img` (see image_logits)."""
-        emb = self.showo.model.embed_tokens(ids)
-        scale = self.showo.model.embed_tokens.weight.detach().float().std()
-        noise = torch.randn(emb[:, img].shape, generator=generator).to(emb) * scale.to(emb)
-        return torch.cat([emb[:, :img.start], embed_noise * noise + math.sqrt(1 - embed_noise ** 2) * emb[:, img],
-                          emb[:, img.stop:]], 1)
+        return self.code_logits(self.hidden(ids, mask)[:, image_slice(cfg)])
 
     def code_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The LM head restricted to the image codes' rows: [.., d] -> [.., codebook]."""
@@ -296,7 +277,7 @@ class CaptionCache:
         model.showo.model(input_ids=caption_ids, attention_mask=omni_attention_mask(caption_ids, model.config),
                           cache=self.cache, use_cache=True)
 
-    def image_logits(self, ids: torch.Tensor, embed_noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def image_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """`ShowoModel.image_logits` of whole T2I sequences `ids` whose caption part is this cache's."""
         m, cfg, P = self.model, self.model.config, self.length
         ids = ids.to(m.device)
@@ -307,14 +288,17 @@ class CaptionCache:
             self.block_positions = torch.arange(P, ids.shape[1], device=ids.device).expand(len(ids), -1)
         block = ids[:, P:]
         img = slice(image_slice(cfg).start - P, image_slice(cfg).stop - P)
-        kwargs = ({"inputs_embeds": m.noisy_embeddings(block, img, embed_noise, generator)} if embed_noise
-                  else {"input_ids": block})
         try:
-            h = m.showo.model(attention_mask=self.block_mask, position_ids=self.block_positions, cache=self.cache,
-                              use_cache=True, **kwargs).last_hidden_state[:, img]
+            h = m.showo.model(input_ids=block, attention_mask=self.block_mask, position_ids=self.block_positions,
+                              cache=self.cache, use_cache=True).last_hidden_state[:, img]
         finally:
             self.cache.crop(P - self.cache.get_seq_length())  # back to the caption alone (a negative crop)
         return m.code_logits(h)
+
+
+def default_device() -> str:
+    """Where the stages train and sample: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def has_fast_bf16(device: str | torch.device = "cpu") -> bool:
@@ -352,9 +336,16 @@ def autocast(precision: str, device: str | torch.device = "cpu"):
 # Training losses of the base model.
 
 
-def cosine_schedule(t: torch.Tensor) -> torch.Tensor:
-    """Mask ratio for progress t in [0, 1]: cos(t * pi / 2)."""
-    return torch.cos(t * math.pi / 2)
+def cosine_schedule(t: float | torch.Tensor) -> float | torch.Tensor:
+    """Show-o's mask schedule: the fraction of image tokens masked at progress t in [0, 1], cos(t pi/2)
+    (a float or a tensor of them): the training corruption's ratio and the sampler's re-masking."""
+    return torch.cos(t * math.pi / 2) if isinstance(t, torch.Tensor) else math.cos(t * math.pi / 2)
+
+
+def random_mask(n_mask: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, N] bool: `n_mask[b]` uniformly random positions of row b (the rank of a uniform draw)."""
+    rank = torch.rand(len(n_mask), num_tokens, generator=generator).argsort(-1).argsort(-1)
+    return rank < n_mask.view(-1, 1)
 
 
 def mask_image_tokens(codes: torch.Tensor, cfg: ShowoConfig, generator: torch.Generator | None = None,
@@ -363,9 +354,7 @@ def mask_image_tokens(codes: torch.Tensor, cfg: ShowoConfig, generator: torch.Ge
     positions become [MASK]. Returns (vocabulary ids, bool mask of masked positions)."""
     B, N = codes.shape
     ratio = cosine_schedule(torch.rand(B, generator=generator)).clamp(min=min_ratio)
-    n_mask = (N * ratio).round().clamp(min=1)
-    rank = torch.rand(B, N, generator=generator).argsort(1).argsort(1)
-    masked = rank < n_mask.view(B, 1)
+    masked = random_mask((N * ratio).round().clamp(min=1), N, generator)
     ids = torch.where(masked, cfg.layout.mask_id, codes.long() + cfg.layout.code_offset)
     return ids, masked
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .model import ShowoModel, autocast, mmu_prefix
-from .params import TrajectoryParams, to_dict
-from .sampling import T2IResult, jacobi_generate, left_pad, t2i_generate
-from .shards import ShardReader, ShardWriter, read_manifest
+from ..model.showo import ShowoModel, autocast, mmu_prefix
+from ..pipeline.params import TrajectoryParams, to_dict
+from ..model.sampling import T2IResult, jacobi_generate, left_pad, t2i_generate
+from ..pipeline.shards import ShardReader, ShardWriter, read_manifest
 
 
 def segment_bounds(steps: int, segments: int) -> list[tuple[int, int]]:
@@ -69,12 +69,11 @@ def t2i_rows(result: T2IResult) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def collect_t2i_batch(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, steps: int, cfg_scale: float,
                       deterministic: bool = True, temperature: float = 1.0, top_k: int = 16,
-                      generator: torch.Generator | None = None, order_temperature: float = 0.0) -> dict[str, torch.Tensor]:
+                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """One batch of teacher trajectories. min_remask=0 as in Show-o Turbo's trajectory code, so every
     position is committed inside the T steps. Deterministic decoding takes the argmax codes and commits
-    them in confidence order, perturbed by Gumbel noise at `order_temperature` when it is > 0 (then
-    the order, not the codes, depends on the generator); stochastic decoding samples at `temperature`."""
-    kw = (dict(sample="argmax", temperature=order_temperature) if deterministic
+    them in confidence order (the paper); stochastic decoding samples at `temperature`."""
+    kw = (dict(sample="argmax", temperature=0.0) if deterministic
           else dict(sample="multinomial", temperature=temperature))
     res = t2i_generate(model, captions, caption_len, steps=steps, cfg_scale=cfg_scale, min_remask=0,
                        return_trajectory=True, trajectory_top_k=top_k, generator=generator, **kw)
@@ -142,7 +141,7 @@ def collect_t2i(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
         rows = collect_t2i_batch(model, caps[b:e], lens[b:e], tp.steps, tp.cfg_scale, tp.decoding == "deterministic",
-                                 tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b), tp.order_temperature)
+                                 tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b))
         return {"caption": caps[b:e].to(torch.int32), "caption_len": lens[b:e].to(torch.int32), **rows}
 
     _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress, model.device)

@@ -23,12 +23,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .evaluate import encode_captions
-from .io import atomic_path
-from .model import ShowoModel, autocast
-from .sampling import jacobi_generate, t2i_generate
-from .worlds import EvalPrompt
-from .trajectories import decode_states
+from .harness import encode_captions
+from ..pipeline.io import atomic_path
+from ..model.showo import ShowoModel, autocast
+from ..model.sampling import jacobi_generate, t2i_generate
+from ..worlds import EvalPrompt
+from ..training.trajectories import decode_states
 
 MASK_RGB = (96, 96, 96)  # not a palette colour, so a still-masked patch is unmistakable
 
@@ -94,15 +94,14 @@ def stored_t2i_trace(world, store: dict[str, torch.Tensor], row: int, label: str
 @torch.no_grad()
 def sampled_t2i_trace(model: ShowoModel, world, caption: str, steps: int, label: str, cfg_scale: float = 0.0,
                       sample: str = "multinomial", temperature: float = 4.5, top_k: int | None = None, seed: int = 0,
-                      precision: str = "fp32", prompt: EvalPrompt | None = None, init_mask_ratio: float | None = None,
-                      embed_noise: float = 0.0) -> T2ITrace:
+                      precision: str = "fp32", prompt: EvalPrompt | None = None, init_mask_ratio: float | None = None) -> T2ITrace:
     """A live MaskGIT trajectory of `model` for one caption (from a noisy start with `init_mask_ratio`,
     which is then its first frame)."""
     caps, lens = encode_captions(world, [caption])
     with autocast(precision, model.device):
         r = t2i_generate(model, caps, lens, steps=steps, cfg_scale=cfg_scale, sample=sample, temperature=temperature,
                          top_k=top_k, generator=torch.Generator().manual_seed(seed), return_trajectory=True,
-                         trajectory_top_k=world.vq.codebook_size, init_mask_ratio=init_mask_ratio, embed_noise=embed_noise)
+                         trajectory_top_k=world.vq.codebook_size, init_mask_ratio=init_mask_ratio)
     tr = r.trajectory
     start = tr.states[0, 0] if init_mask_ratio is not None else None
     # min_remask=1 may re-mask at the last step; such positions keep their last sample, committed then.
@@ -414,11 +413,10 @@ def export_html(t2i_traces: Sequence[T2ITrace], jacobi_traces: Sequence[JacobiTr
 
 
 def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel, student_steps: int, rows: int,
-                     dm_student: ShowoModel | None = None, dm_sampler: dict | None = None,
-                     **sampler) -> tuple[list[str], Callable[[str], list[T2ITrace]]]:
+                     arms: Sequence = (), **sampler) -> tuple[list[str], Callable[[str], list[T2ITrace]]]:
     """The first `rows` stored teacher trajectories; for each caption, the teacher's stored trace and
     a live student trace with `student_steps` steps (no CFG; `sampler` as for `sampled_t2i_trace`),
-    and with `dm_student` a live trace of it too (`sampler` updated by `dm_sampler`: its noisy start)."""
+    and one of each of `arms` (benchmark.StudentArm: its own sampler settings and start)."""
     prompts = prompt_lookup(world)
     captions = [stored_caption(world, store, r) for r in range(rows)]
     row_of = {c: r for r, c in enumerate(captions)}
@@ -427,11 +425,11 @@ def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel,
         teacher = stored_t2i_trace(world, store, row_of[caption], f"teacher ({store['probs'].shape[1]} steps, CFG)", prompts)
         live = sampled_t2i_trace(student, world, caption, student_steps, f"student ({student_steps} steps, no CFG)",
                                  prompt=prompts.get(caption), **sampler)
-        if dm_student is None:
-            return [teacher, live]
-        dm = sampled_t2i_trace(dm_student, world, caption, student_steps, f"dm student ({student_steps} steps, noisy start)",
-                               prompt=prompts.get(caption), **{**sampler, **(dm_sampler or {})})
-        return [teacher, live, dm]
+        own = [sampled_t2i_trace(a.model, world, caption, student_steps, f"{a.stage} student ({student_steps} steps, no CFG)",
+                                 prompt=prompts.get(caption), **{**sampler, "temperature": a.temperature,
+                                                                 "top_k": a.top_k.get(student_steps) or None, **a.start})
+               for a in arms]
+        return [teacher, live, *own]
     return captions, traces_for
 
 

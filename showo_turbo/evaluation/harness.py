@@ -10,8 +10,18 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .tokenization import pad_tokens
-from .worlds import EvalPrompt, World
+from ..model.tokenization import pad_tokens
+from ..worlds import EvalPrompt, World
+
+
+def eval_prompts_subset(world: World, per_category: int) -> list[EvalPrompt]:
+    """The first `per_category` held-out prompts of every category of the world (the scored set)."""
+    prompts, _ = world.eval_t2i()
+    out = []
+    for c in world.categories:
+        out += [p for p in prompts if p.category == c][:per_category]
+    return out
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -28,7 +38,7 @@ def encode_captions(world: World, texts: Sequence[str]):
 def sampler_settings(**sampler) -> dict:
     """`t2i_generate`'s settings that decide the codes, defaults filled in (the key of a stored set)."""
     import inspect
-    from .sampling import t2i_generate
+    from ..model.sampling import t2i_generate
     skip = {"model", "captions", "caption_len", "steps", "cfg_scale", "generator", "return_trajectory", "trajectory_top_k",
             "init_codes", "start_step"}  # a resumed trajectory is not a sampler setting
     settings = {k: v.default for k, v in inspect.signature(t2i_generate).parameters.items() if k not in skip}
@@ -54,9 +64,9 @@ def generate_codes(model, world: World, prompts: Sequence[EvalPrompt], steps: in
     `store` (sample_store.SampleStore) and the model's weights hash, a set already stored under the
     same key is taken from it and a new one is added to it."""
     import torch
-    from .model import autocast, resolve_precision
+    from ..model.showo import autocast, resolve_precision
     from .sample_store import sample_key
-    from .sampling import t2i_generate
+    from ..model.sampling import t2i_generate
     texts = [p.text for p in prompts]
     caps, lens = encode_captions(world, texts)
     settings = sampler_settings(**sampler)
@@ -122,8 +132,8 @@ def mmu_prompts(world: World, questions, images, cfg):
     """Left-padded MMU prompts `[mmu][soi] image [eoi][sot] question` for held-out questions;
     `images` as `world.eval_mmu()` gives them (`world.images_of` turns them into pixels)."""
     import torch
-    from .model import mmu_prefix
-    from .sampling import left_pad
+    from ..model.showo import mmu_prefix
+    from ..model.sampling import left_pad
     codes = torch.from_numpy(world.vq.encode(world.images_of(images))).view(len(questions), -1)
     prefix = mmu_prefix(codes + world.layout.code_offset, cfg)
     rows = [torch.cat([prefix[i], torch.tensor(world.question_ids(q.question), dtype=torch.long)]) for i, q in enumerate(questions)]
@@ -140,8 +150,8 @@ def mmu_eval(model, world: World, decoder: str = "ar", batch_size: int = 64, max
     import time
 
     import torch
-    from .model import autocast
-    from .sampling import ar_generate, jacobi_generate
+    from ..model.showo import autocast
+    from ..model.sampling import ar_generate, jacobi_generate
     questions, images = world.eval_mmu()
     if limit is not None:
         questions, images = questions[:limit], images[:limit]

@@ -21,8 +21,8 @@ from typing import Sequence
 
 import torch
 
-from .errors import ShowoError
-from .io import read_safetensors, write_safetensors
+from ..pipeline.errors import ShowoError
+from ..pipeline.io import read_safetensors, write_safetensors
 
 STORE_FORMAT = "showo-turbo/samples"
 STORE_VERSION = 1

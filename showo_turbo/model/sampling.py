@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache
 
-from .model import (CaptionCache, ShowoModel, additive, image_slice, image_state_ids, mmu_attention_mask,
+from .showo import (CaptionCache, ShowoModel, additive, cosine_schedule, image_slice, image_state_ids, mmu_attention_mask, random_mask,
                     mmu_position_ids, omni_attention_mask, t2i_sequences)
 
 # --------------------------------------------------------------------------------------------
@@ -27,15 +28,10 @@ def gumbel_noise(shape, generator: torch.Generator | None = None) -> torch.Tenso
     return -log(-log(u))
 
 
-def mask_schedule(ratio: float) -> float:
-    """Fraction of image tokens still masked after progress `ratio` in [0, 1] (cosine)."""
-    return math.cos(ratio * math.pi / 2)
-
-
 def tokens_to_remask(step: int, steps: int, num_tokens: int, unknown: torch.Tensor, min_remask: int = 1) -> torch.Tensor:
     """How many positions step `step` (0-based) leaves masked: floor(N cos((k+1)/T pi/2)), clamped to
     [min_remask, unknown - 1] (Show-o: min 1; its trajectory code: min 0), never above `unknown`."""
-    n = math.floor(num_tokens * mask_schedule((step + 1) / steps))
+    n = math.floor(num_tokens * cosine_schedule((step + 1) / steps))
     n = torch.minimum(unknown - 1, torch.full_like(unknown, n))
     return torch.maximum(n, torch.full_like(unknown, min_remask)).clamp(max=unknown).clamp(min=0)
 
@@ -46,10 +42,9 @@ def noisy_initial_state(batch: int, num_tokens: int, codebook_size: int, mask_ra
     masked (-1), every other position a uniformly random code. mask_ratio 1 is MaskGIT's all-[MASK]."""
     if not 0.0 <= mask_ratio <= 1.0:
         raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}")
-    n_mask = round(num_tokens * mask_ratio)
-    rank = torch.rand(batch, num_tokens, generator=generator).argsort(-1).argsort(-1)
+    masked = random_mask(torch.full((batch,), round(num_tokens * mask_ratio)), num_tokens, generator)
     codes = torch.randint(0, codebook_size, (batch, num_tokens), generator=generator)
-    return torch.where(rank < n_mask, -1, codes)
+    return torch.where(masked, -1, codes)
 
 
 def arccos_schedule(u: torch.Tensor) -> torch.Tensor:
@@ -63,8 +58,7 @@ def remask(codes: torch.Tensor, generator: torch.Generator | None = None) -> tup
     positions (at least 1) become -1. Returns (state, masked)."""
     B, N = codes.shape
     n_mask = (N * arccos_schedule(torch.rand(B, generator=generator))).round().clamp(min=1)
-    rank = torch.rand(B, N, generator=generator).argsort(-1).argsort(-1)
-    masked = rank < n_mask.view(B, 1)
+    masked = random_mask(n_mask, N, generator)
     return torch.where(masked, -1, codes), masked
 
 
@@ -118,46 +112,84 @@ def caption_ids(captions: torch.Tensor, caption_len: torch.Tensor, cfg_scale: fl
 
 @torch.no_grad()
 def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor,
-                  cfg_scale: float, embed_noise: float = 0.0, generator: torch.Generator | None = None,
-                  prompt_cache: CaptionCache | None = None) -> torch.Tensor:
+                  cfg_scale: float, prompt_cache: CaptionCache | None = None) -> torch.Tensor:
     """[B, N, codebook] logits at the image positions; with CFG, `(1+s) cond - s uncond`, the
     unconditional (empty-caption) rows computed in the same doubled batch. s = 0 is the plain
-    conditional pass. `embed_noise` as in `ShowoModel.image_logits`. `prompt_cache`: the captions'
-    keys and values (`CaptionCache` of `caption_ids(...)`), so that only the image block runs."""
+    conditional pass. `prompt_cache`: the captions' keys and values (`CaptionCache` of
+    `caption_ids(...)`), so that only the image block runs."""
     cfg = model.config
     ids = guided_sequences(captions, caption_len, image_ids, cfg_scale, cfg)
     ids = ids.to(model.device)
     # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
     if prompt_cache is not None:
-        logits = prompt_cache.image_logits(ids, embed_noise, generator).float().cpu()
+        logits = prompt_cache.image_logits(ids).float().cpu()
     else:
-        logits = model.image_logits(ids, omni_attention_mask(ids, cfg), embed_noise, generator).float().cpu()
+        logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float().cpu()
     if cfg_scale == 0:
         return logits
     cond, uncond = logits.chunk(2)
     return (1 + cfg_scale) * cond - cfg_scale * uncond
 
 
+class MaskGITStep(NamedTuple):
+    sampled: torch.Tensor    # [B, N] a code at every position (known codes kept)
+    codes: torch.Tensor      # [B, N] the next state: the least confident new codes re-masked (-1)
+    committed: torch.Tensor  # [B, N] positions fixed by this step
+
+
+def maskgit_step(probs: torch.Tensor, codes: torch.Tensor, step: int, steps: int, temperature: float,
+                 generator: torch.Generator | None = None, sample: str = "multinomial",
+                 min_remask: int = 1) -> MaskGITStep:
+    """Steps 2-4 of one MaskGIT step (Show-o's `t2i_generate`), from this step's distributions
+    `probs` [B, N, C] at the state `codes` (-1 = masked):
+
+    2. sample a code per position (multinomial or argmax); known codes stay;
+    3. confidence = log p(sampled) + `temperature` * Gumbel noise (the caller anneals it); known
+       codes are never re-masked;
+    4. re-mask the least confident new codes, as many as `tokens_to_remask` says.
+    """
+    B, N = codes.shape
+    if sample == "argmax":
+        sampled = probs.argmax(-1)
+    else:
+        sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(B, N)
+    unknown = codes < 0
+    sampled = torch.where(unknown, sampled, codes)
+    confidence = log(probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1))
+    if temperature > 0:
+        confidence = confidence + temperature * gumbel_noise(confidence.shape, generator)
+    confidence = torch.where(unknown, confidence, torch.finfo(confidence.dtype).max)
+    n_mask = tokens_to_remask(step, steps, N, unknown.sum(-1), min_remask)
+    remasked = confidence.argsort(-1).argsort(-1) < n_mask.unsqueeze(-1)
+    return MaskGITStep(sampled, torch.where(remasked, -1, sampled), unknown & ~remasked)
+
+
+def annealed_temperature(temperature: float, step: int, steps: int) -> float:
+    """Show-o's Gumbel temperature at step `step` (0-based) of `steps`: multiplied by (1 - (k+1)/T)
+    at every step k up to this one, compounded."""
+    for k in range(step + 1):
+        temperature = temperature * (1 - (k + 1) / steps)
+    return temperature
+
+
 @torch.no_grad()
 def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, steps: int = 16,
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
-                 anneal: str = "showo", min_remask: int = 1, generator: torch.Generator | None = None,
+                 min_remask: int = 1, generator: torch.Generator | None = None,
                  return_trajectory: bool = False, trajectory_top_k: int = 16, init_mask_ratio: float | None = None,
-                 embed_noise: float = 0.0, prompt_cache: bool = True, init_codes: torch.Tensor | None = None,
+                 prompt_cache: bool = True, init_codes: torch.Tensor | None = None,
                  start_step: int = 0) -> T2IResult:
     """MaskGIT sampling as in Show-o's `t2i_generate`.
 
     Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
-    one doubled batch; (2) sample (multinomial or argmax, optional top-k); known tokens stay;
-    (3) confidence = log p(sampled) + temperature * Gumbel noise, with the temperature annealed by
-    (1 - (k+1)/T), compounded every step (`anneal="showo"`) or not (`"maskgit"`); (4) re-mask the
-    lowest-confidence positions, as many as `tokens_to_remask` says. Returns the last samples (so a
-    position re-masked at the final step is still filled, as in Show-o).
+    one doubled batch, optional top-k; (2-4) `maskgit_step` with the temperature annealed by
+    (1 - (k+1)/T), compounded every step. Returns the last samples (so a position re-masked at the
+    final step is still filled, as in Show-o).
 
     `init_mask_ratio` starts from a noise-input student's state instead of all-[MASK]
-    (`noisy_initial_state`: that fraction masked, random codes elsewhere; `embed_noise` on its
-    embeddings): the first pass predicts every position, random ones included, and from there on
-    the steps are the usual ones. The trajectory's states[0] is that noisy state.
+    (`noisy_initial_state`: that fraction masked, random codes elsewhere): the first pass predicts
+    every position, random ones included, and from there on the steps are the usual ones. The
+    trajectory's states[0] is that noisy state.
 
     `prompt_cache` (default): the captions' keys and values are computed once (`CaptionCache`) and
     every step runs only the image block; False recomputes the whole sequence at every step.
@@ -168,8 +200,6 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
-    if anneal not in ("showo", "maskgit"):
-        raise ValueError(f"anneal must be 'showo' or 'maskgit', got {anneal!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 0 <= start_step < steps:
@@ -187,56 +217,30 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     states, probs_k, idx_k = [start.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     commit = torch.where(codes >= 0, start_step - 1, commit)
-    temp = temperature
-    if anneal == "showo":
-        for k in range(start_step):  # replay the compounded annealing of the steps already taken
-            temp = temp * (1 - (k + 1) / steps)
+    temp = annealed_temperature(temperature, start_step - 1, steps)  # the steps already taken, replayed
     forwards = 0
     cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
     for k in range(start_step, steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
-        first = k == 0 and init_mask_ratio is not None  # the noisy start: every position is still to predict
-        state = start if first else codes
-        image_ids = image_state_ids(state, cfg)
-        logits = guided_logits(model, captions, caption_len, image_ids, cfg_scale, embed_noise if first else 0.0, generator,
-                               cache)
+        state = start if k == 0 and init_mask_ratio is not None else codes  # the noisy start: every position to predict
+        logits = top_k_filter(guided_logits(model, captions, caption_len, image_state_ids(state, cfg), cfg_scale, cache), top_k)
         forwards += 1
-        logits = top_k_filter(logits, top_k)
         probs = logits.softmax(-1)
-        # 2. Sample; known tokens stay.
-        if sample == "argmax":
-            sampled = probs.argmax(-1)
-        else:
-            sampled = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(B, N)
-        unknown = codes < 0
-        sampled = torch.where(unknown, sampled, codes)
         if return_trajectory:
             p, i = probs.topk(min(trajectory_top_k, probs.shape[-1]), dim=-1)
             probs_k.append(p.half())
             idx_k.append(i.to(torch.int16 if cfg.codebook_size < 32768 else torch.int32))
-        # 3. Confidence of the sampled tokens, with annealed Gumbel noise; known tokens never re-masked.
-        ratio = (k + 1) / steps
-        temp = temp * (1 - ratio) if anneal == "showo" else temperature * (1 - ratio)
-        chosen = probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
-        confidence = log(chosen)
-        if temp > 0:
-            confidence = confidence + temp * gumbel_noise(chosen.shape, generator)
-        confidence = torch.where(unknown, confidence, torch.finfo(confidence.dtype).max)
-        # 4. Re-mask the least confident.
-        n_mask = tokens_to_remask(k, steps, N, unknown.sum(-1), min_remask)
-        order = confidence.argsort(-1)
-        rank = order.argsort(-1)
-        remask = rank < n_mask.unsqueeze(-1)
-        new_codes = torch.where(remask, -1, sampled)
-        commit = torch.where(unknown & ~remask, torch.full_like(commit, k), commit)
-        codes = new_codes
+        # 2-4. Sample, score with annealed Gumbel noise, re-mask the least confident.
+        temp = temp * (1 - (k + 1) / steps)
+        step = maskgit_step(probs, codes, k, steps, temp, generator, sample, min_remask)
+        commit = torch.where(step.committed, torch.full_like(commit, k), commit)
+        codes = step.codes
         states.append(codes.clone())
-        final = sampled
     traj = None
     if return_trajectory:
         with torch.autocast("cpu", enabled=False):  # CPU bf16 autocast refuses to stack float16 tensors
             traj = T2ITrajectory(torch.stack(states), commit, torch.stack(probs_k), torch.stack(idx_k))
-    return T2IResult(final, traj, forwards)
+    return T2IResult(step.sampled, traj, forwards)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from .errors import ShowoError
-from .io import atomic_path
+from ..pipeline.errors import ShowoError
+from ..pipeline.io import atomic_path
 
 # Show-o's special tokens, in Show-o's order, right after the text vocabulary.
 SHOWO_SPECIALS: tuple[str, ...] = ("[PAD]", "<|soi|>", "<|eoi|>", "<|sov|>", "<|eov|>", "<|t2i|>", "<|mmu|>", "<|t2v|>", "<|v2v|>", "<|lvg|>")

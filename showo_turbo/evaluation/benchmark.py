@@ -5,12 +5,12 @@ seconds per image from timed batches):
 
     teacher_cfg     the teacher with classifier-free guidance (one doubled batch per step)
     teacher_nocfg   the teacher without guidance
-    turbo           the final curriculum student without guidance (top-k per step count)
-    turbo_dm        the distribution-matching student (`method: dm`) from its noisy start, its own
-                    sampler settings (evaluate.turbo_dm)
+    turbo           the final curriculum student (evaluate.student) without guidance
+    turbo_<stage>   every other distill stage with an `arm:` entry (e.g. `dm` from params/dm.yaml),
+                    from its method's start (`sampler_start`) with the arm's sampler settings
 
 MMU arms (the world's held-out questions): teacher_ar (AR with a KV cache), teacher_jacobi,
-turbo_jacobi and turbo_dm_jacobi: answer accuracy, forward passes per token and tokens per second.
+turbo_jacobi and turbo_<stage>_jacobi: answer accuracy, forward passes per token and tokens per second.
 
 Speed two ways: batched (seconds per image from timed batches, tokens per second over the batched
 evaluation) and as the paper reports it, at batch 1 (`seconds_per_image_batch1`: the median over
@@ -19,7 +19,8 @@ questions answered one at a time). Jacobi's passes per token count a block as do
 up to <|eot|> are fixed (`stop="eot"`, exact: the same answer as AR), and under Show-o Turbo's
 accounting, when the whole block (the junk after <|eot|> too) has settled (`forwards_per_token_block`).
 
-    metrics = evaluate_arms(teacher, student, world, params.evaluate, dm_student=dm_student)
+    arms = student_arms(params, lambda stage: load_model(f"data/students/{stage}/model.safetensors"))
+    metrics = evaluate_arms(teacher, student, world, params.evaluate, arms)
     t2i_table(metrics); mmu_table(metrics); write_plot_files(metrics, "plots/evaluate")
 """
 
@@ -29,26 +30,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .evaluate import CodeSets, decode_codes, encode_captions, generate_codes, generate_images, mmu_eval
-from .io import atomic_path
-from .model import ShowoModel, autocast
-from .params import EvaluateParams
-from .sampling import t2i_generate
-from .teacher import eval_prompts_subset
-from .worlds import EvalPrompt, World
+from .harness import CodeSets, decode_codes, eval_prompts_subset, encode_captions, generate_codes, generate_images, mmu_eval
+from ..pipeline.io import atomic_path
+from ..model.showo import ShowoModel, autocast
+from ..pipeline.params import EvaluateParams, Params
+from ..model.sampling import t2i_generate
+from ..worlds import EvalPrompt, World
 
 # Keys of a T2I metrics row that are not one of the scorer's categories.
 NOT_CATEGORIES = ("score", "ci_low", "ci_high", "n_images", "images", "seconds_per_image", "seconds_per_image_batch1",
                   "reused_samples")
-T2I_ARMS = ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm")
-STUDENT_ARMS = ("turbo", "turbo_dm")
-MMU_ARMS = ("teacher_ar", "teacher_jacobi", "turbo_jacobi", "turbo_dm_jacobi")
 MMU_KEYS = ("accuracy", "forwards_per_token", "forwards_per_token_block", "tokens_per_second",
             "tokens_per_second_batch1")
 
@@ -56,9 +53,9 @@ MMU_KEYS = ("accuracy", "forwards_per_token", "forwards_per_token_block", "token
 @dataclass(frozen=True)
 class T2IArm:
     """One T2I configuration: a model, its guidance scale, its top-k per step count (None = off), its
-    Gumbel re-masking temperature and its start (`t2i_generate`'s init_mask_ratio / embed_noise;
-    empty = all-[MASK]). `model_sha256`: the hash of the model's weights file, for taking its images
-    from a sample store (empty: always sampled)."""
+    Gumbel re-masking temperature and its start (`t2i_generate`'s init_mask_ratio; empty =
+    all-[MASK]). `model_sha256`: the hash of the model's weights file, for taking its images from a
+    sample store (empty: always sampled)."""
 
     name: str
     model: ShowoModel
@@ -72,19 +69,38 @@ class T2IArm:
         return {"top_k": self.top_k[steps], "temperature": self.temperature, **self.start}
 
 
-def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams,
-             dm_student: ShowoModel | None = None, teacher_sha256: str = "") -> list[T2IArm]:
+@dataclass(frozen=True)
+class StudentArm:
+    """A distill stage scored as an arm of its own, `turbo_<stage>`: its student, its `arm:` sampler
+    settings and its method's start."""
+
+    stage: str
+    model: ShowoModel
+    top_k: dict[int, int]
+    temperature: float
+    start: dict
+
+
+def student_arms(params: Params, load: Callable[[str], ShowoModel]) -> list[StudentArm]:
+    """The stages of `params` with an `arm:` entry, each with its student `load(stage)`."""
+    from ..methods import method_module
+    return [StudentArm(name, load(name), dict(st.arm.top_k), st.arm.temperature,
+                       method_module(st.method).sampler_start(params.distill.method(st.method)))
+            for name, st in params.arms().items()]
+
+
+def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams, arms: Sequence[StudentArm] = (),
+             teacher_sha256: str = "") -> list[T2IArm]:
     """The T2I arms; `teacher_sha256` (the teacher's weights file hash) lets the teacher arms take
     the teacher stage's stored samples."""
     no_top_k = {t: None for t in ep.steps}
-    arms = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature, model_sha256=teacher_sha256),
-            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature, model_sha256=teacher_sha256),
-            T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature)]
-    if dm_student is not None:
-        dm = ep.turbo_dm
-        arms.append(T2IArm("turbo_dm", dm_student, 0.0, {t: (dm.top_k[t] or None) for t in ep.steps}, dm.temperature,
-                           {"init_mask_ratio": dm.mask_ratio, "embed_noise": dm.embed_noise}))
-    return arms
+    out = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature, model_sha256=teacher_sha256),
+           T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature, model_sha256=teacher_sha256),
+           T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature)]
+    for a in arms:
+        out.append(T2IArm(f"turbo_{a.stage}", a.model, 0.0, {t: (a.top_k[t] or None) for t in ep.steps}, a.temperature,
+                          a.start))
+    return out
 
 
 def arm_codes(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams,
@@ -176,11 +192,10 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     return out
 
 
-def mmu_runs(teacher: ShowoModel, student: ShowoModel, dm_student: ShowoModel | None = None) -> dict:
+def mmu_runs(teacher: ShowoModel, student: ShowoModel, arms: Sequence[StudentArm] = ()) -> dict:
     """The MMU arms: name -> (model, decoder)."""
     runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
-    if dm_student is not None:
-        runs["turbo_dm_jacobi"] = (dm_student, "jacobi")
+    runs.update({f"turbo_{a.stage}_jacobi": (a.model, "jacobi") for a in arms})
     return runs
 
 
@@ -193,11 +208,11 @@ def tokens_per_second_batch1(model: ShowoModel, world: World, decoder: str, ep: 
 
 
 def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                 dm_student: ShowoModel | None = None) -> dict:
-    """{teacher_ar, teacher_jacobi, turbo_jacobi[, turbo_dm_jacobi]: {accuracy, forwards_per_token (stop="eot"),
+                 arms: Sequence[StudentArm] = ()) -> dict:
+    """{teacher_ar, teacher_jacobi, turbo_jacobi, turbo_<stage>_jacobi...: {accuracy, forwards_per_token (stop="eot"),
     forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, ...}}."""
     out = {}
-    for name, (model, decoder) in mmu_runs(teacher, student, dm_student).items():
+    for name, (model, decoder) in mmu_runs(teacher, student, arms).items():
         kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
         r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, **kw)
         out[name] = {k: v for k, v in r.items() if k != "examples"}
@@ -209,14 +224,14 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
 
 
 def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  progress: bool = True, dm_student: ShowoModel | None = None, export_dir: str | Path | None = None,
+                  arms: Sequence[StudentArm] = (), progress: bool = True, export_dir: str | Path | None = None,
                   store=None, teacher_sha256: str = "") -> dict:
     """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
     and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios.
-    Without `dm_student` the turbo_dm arms are left out; `export_dir` as evaluate_t2i's; `store` and
+    `arms`: the stages scored as arms of their own; `export_dir` as evaluate_t2i's; `store` and
     `teacher_sha256`: the teacher stage's samples, reused by the teacher arms where the settings match."""
-    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, dm_student, teacher_sha256), world, ep, progress, export_dir, store)
-    mmu = evaluate_mmu(teacher, student, world, ep, dm_student)
+    t2i = evaluate_t2i(t2i_arms(teacher, student, ep, arms, teacher_sha256), world, ep, progress, export_dir, store)
+    mmu = evaluate_mmu(teacher, student, world, ep, arms)
     return {"t2i": t2i, "mmu": mmu, "summary": headline(t2i, mmu, ep)}
 
 
@@ -228,7 +243,7 @@ def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
     ref = t2i["teacher_cfg"][most]
     scored = "score" in ref  # a world without a scorer: speed-ups only
     out: dict = {"teacher_cfg_reference": {"steps": max(ep.steps), "score": ref.get("score")}}
-    for arm in (a for a in STUDENT_ARMS if a in t2i):
+    for arm in (a for a in t2i if a.startswith("turbo")):
         for t in ep.steps:
             s = t2i[arm][f"steps_{t}"]
             row = {"speedup_vs_reference": ref["seconds_per_image"] / s["seconds_per_image"]}
@@ -237,7 +252,7 @@ def headline(t2i: dict, mmu: dict, ep: EvaluateParams) -> dict:
                        "score_ratio_to_reference": s["score"] / ref["score"] if ref["score"] else 0.0, **row}
             out[f"{arm}_steps_{t}"] = row
     out["mmu"] = {}
-    for arm in (a for a in STUDENT_ARMS if f"{a}_jacobi" in mmu):
+    for arm in (a for a in t2i if a.startswith("turbo") and f"{a}_jacobi" in mmu):
         r = mmu[f"{arm}_jacobi"]
         out["mmu"][f"{arm}_forwards_ratio"] = r["forwards_per_token"] / mmu["teacher_jacobi"]["forwards_per_token"]
         out["mmu"][f"{arm}_accuracy_minus_teacher_ar"] = r["accuracy"] - mmu["teacher_ar"]["accuracy"]
@@ -285,15 +300,15 @@ def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
 
 
 def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  dm_student: ShowoModel | None = None) -> tuple[np.ndarray, list[str]]:
+                  arms: Sequence[StudentArm] = ()) -> tuple[np.ndarray, list[str]]:
     """One held-out prompt per category at every step count: a row of teacher_cfg images, then a row
-    of turbo images and one of turbo_dm images (same seed), for the report's side-by-side grid."""
+    of each student arm's images (same seed), for the report's side-by-side grid."""
     prompts = eval_prompts_subset(world, 1)
-    arms = {a.name: a for a in t2i_arms(teacher, student, ep, dm_student)}
+    shown = [a for a in t2i_arms(teacher, student, ep, arms) if a.name != "teacher_nocfg"]
     images, captions = [], []
     for t in ep.steps:
-        for name in (n for n in ("teacher_cfg", "turbo", "turbo_dm") if n in arms):
-            arm = arms[name]
+        for arm in shown:
+            name = arm.name
             images.append(generate_images(arm.model, world, prompts, t, arm.cfg_scale, seed=ep.seed, precision=ep.precision,
                                           sample=ep.sample, **arm.sampler(t)))
             captions += [f"{name} {t}: {p.text}" for p in prompts]

@@ -2,22 +2,32 @@
 the generator's gradient, the auxiliary model's targets, resume, and two processes."""
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from showo_turbo.distill import distill_stage
-import showo_turbo.distribution_matching as dmod
-from showo_turbo.distribution_matching import DMObjective, DMTraining, remask, sample_codes, student_rollout
-from showo_turbo.model import ShowoModel, load_model, omni_attention_mask, save_model, t2i_sequences
-from showo_turbo.params import CurriculumStage
-from showo_turbo.sampling import noisy_initial_state, t2i_generate, tokens_to_remask
-from showo_turbo.teacher import model_config_for
+import showo_turbo.methods.dm as dmod
+from showo_turbo.methods.dm import DMObjective, Training, student_rollout
+from showo_turbo.model.sampling import noisy_initial_state, remask, t2i_generate, tokens_to_remask
+from showo_turbo.model.showo import CheckpointError, ShowoModel, load_model, omni_attention_mask, save_model, t2i_sequences
+from showo_turbo.pipeline.params import StageEntry, replace
+from showo_turbo.training.distill import distill_stage
+from showo_turbo.training.teacher import model_config_for
 from two_processes import distill_two_processes
 
-DM = CurriculumStage(method="dm", segments=1, init_dir="data/teacher")
+DM = StageEntry(method="dm", segments=1, init_dir="data/teacher", arm=None)
+
+
+def sample_codes(logits, g):
+    """One code per position from softmax(logits), as the sampler draws it."""
+    probs = logits.detach().float().cpu().softmax(-1)
+    return torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=g).view(probs.shape[:-1])
+
+
+def with_dm(dp, **changes):
+    """`dp` with its dm section changed."""
+    return replace(dp, dm=replace(dp.method("dm"), **changes))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +59,7 @@ def test_sampler_from_the_noisy_start_follows_the_schedule(micro_world):
     lens = torch.full((B,), 5)
     for steps in (1, 2, 4):
         r = t2i_generate(model, caps, lens, steps=steps, generator=torch.Generator().manual_seed(3), return_trajectory=True,
-                         init_mask_ratio=0.6, embed_noise=0.1)
+                         init_mask_ratio=0.6)
         start = r.trajectory.states[0]
         assert ((start == -1).sum(1) == round(N * 0.6)).all() and (start >= 0).any()  # the noisy state is step 0
         unknown = torch.full((B,), N)
@@ -96,17 +106,15 @@ def test_student_rollout_is_the_samplers_walk_with_each_positions_deciding_logit
         student_rollout(model, caps, lens, start, 0, 4.5)
 
 
-@pytest.mark.parametrize("norm", ["sum", "mean"])
-def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_world, micro_params, monkeypatch, norm):
+def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_world, micro_params, monkeypatch):
     """The logit gradient of the surrogate, recomputed independently: the same random draws, the
-    teacher's CFG and the auxiliary model's distributions from plain forwards; divided by the batch
-    (Di[M]O's sum per sample) or by the number of masked positions (`surrogate_norm: mean`)."""
+    teacher's CFG and the auxiliary model's distributions from plain forwards, divided by the number
+    of masked positions."""
     cfg_m = model_config_for(micro_world, "micro")
     torch.manual_seed(0)
     student, teacher, aux = (ShowoModel(cfg_m).eval() for _ in range(3))
-    dp = replace(micro_params.distill, weight_lm=0.0, weight_text=0.0, weight_image=1.0,
-                 dm=replace(micro_params.distill.dm, embed_noise=0.0, teacher_cfg_scale=2.0, jeffreys_beta=0.0,
-                                                      surrogate_norm=norm))
+    dp = with_dm(replace(micro_params.distill, weight_lm=0.0, weight_text=0.0, weight_image=1.0), teacher_cfg_scale=2.0,
+                 train_steps=[1])
     lay, N, B = cfg_m.layout, cfg_m.num_image_tokens, 5
     caps, lens = torch.randint(0, 10, (B, 5)), torch.tensor([5, 3, 4, 5, 2])
     start = noisy_initial_state(B, N, cfg_m.codebook_size, 0.6, torch.Generator().manual_seed(1))
@@ -122,7 +130,8 @@ def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_w
 
     student.image_logits = keep
     # the text losses are switched off (above), so the batch holds the image side only
-    out = objective({"caption": caps, "caption_len": lens, "start": start}, torch.Generator().manual_seed(7))
+    out = objective({"caption": caps, "caption_len": lens, "start": start, "steps": torch.tensor(1)},
+                    torch.Generator().manual_seed(7))
     out["image"].backward()
     grad = kept["logits"].grad
     # Independently: the same draws (sample, then re-mask), then the two models' distributions.
@@ -135,7 +144,7 @@ def test_generator_gradient_is_p_aux_minus_p_teacher_at_masked_positions(micro_w
         uncond = teacher.image_logits(empty, omni_attention_mask(empty, cfg_m))
         p_t = (3.0 * cond - 2.0 * uncond).softmax(-1)
         p_a = aux.image_logits(ids(caps, lens)).softmax(-1)
-    expected = torch.where(masked.unsqueeze(-1), p_a - p_t, 0.0) / (B if norm == "sum" else masked.sum())
+    expected = torch.where(masked.unsqueeze(-1), p_a - p_t, 0.0) / masked.sum()
     assert masked.any() and (~masked).any()
     assert torch.allclose(grad, expected, atol=1e-6)
     assert (grad[~masked] == 0).all() and grad[masked].abs().sum() > 1e-3
@@ -153,10 +162,9 @@ def test_auxiliary_model_learns_the_generators_samples_not_the_teachers(workdir,
         biased.showo.lm_head.bias[lay.code_offset + c_star] += 60.0
     (workdir / "data" / "biased").mkdir(exist_ok=True)
     save_model(biased, workdir / "data" / "biased" / "model.safetensors")
-    dp = replace(micro_params.distill, dm=replace(micro_params.distill.dm, lr=0.0, aux_lr=3e-3, aux_updates=4, ema_decay=0.0),
-                 warmup_steps=0)
+    dp = with_dm(replace(micro_params.distill, warmup_steps=0), lr=0.0, aux_lr=3e-3, aux_updates=4)
     stage = replace(DM, init_dir="data/biased")
-    tr = DMTraining(Accelerator(cpu=True), stage, dp, "data/trajectories", "data/biased", "data/teacher")
+    tr = Training(Accelerator(cpu=True), stage, dp, "data/trajectories", "data/teacher")
     g = torch.Generator().manual_seed(0)
     ab = tr._aux_batch(g)
     assert (ab["target"] == c_star).all()  # the generator's own samples are the targets
@@ -175,56 +183,38 @@ def test_auxiliary_model_learns_the_generators_samples_not_the_teachers(workdir,
     assert after > 10 * teacher_p
 
 
-def test_auxiliary_model_starts_as_the_teacher_or_the_generators_start(workdir, micro_params, monkeypatch):
-    """`aux_init: teacher` loads the teacher's weights into the auxiliary model, `student` the
-    stage's init_dir (here a student whose weights differ from the teacher's everywhere)."""
-    from accelerate import Accelerator
-    monkeypatch.chdir(workdir)
-    other = load_model(workdir / "data" / "teacher" / "model.safetensors")
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.01)
-    (workdir / "data" / "shifted").mkdir(exist_ok=True)
-    save_model(other, workdir / "data" / "shifted" / "model.safetensors")
-    teacher = load_model(workdir / "data" / "teacher" / "model.safetensors")
-    stage = replace(DM, init_dir="data/shifted")
-    for init, expected in (("teacher", teacher), ("student", other)):
-        dp = replace(micro_params.distill, dm=replace(micro_params.distill.dm, aux_init=init))
-        tr = DMTraining(Accelerator(cpu=True), stage, dp, "data/trajectories", "data/shifted", "data/teacher")
-        for name, p in tr.aux.state_dict().items():
-            assert torch.equal(p, expected.state_dict()[name]), (init, name)
-        assert torch.equal(tr.student_model().state_dict()["showo.lm_head.bias"], other.state_dict()["showo.lm_head.bias"])
-
-
 def test_dm_stage_resumes_bit_identically(workdir, micro_params, monkeypatch):
     monkeypatch.chdir(workdir)
     dp = micro_params.distill
-    assert dp.dm.ema_decay > 0 and dp.dm.embed_noise > 0 and max(dp.dm.train_steps) > 1  # the micro params exercise all three
+    assert max(dp.method("dm").train_steps) > 1  # the micro params exercise multi-step rollouts
     full = distill_stage(DM, dp, "data/trajectories", workdir / "full", cpu=True, progress=False)
-    assert full["step"] == dp.dm.steps
+    assert full["step"] == dp.method("dm").steps
     assert {"image", "aux", "tv_aux_teacher", "lm", "consistency", "ar", "total"} == set(full["losses"]["process_0"])
     part = distill_stage(DM, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=3)
     assert part["step"] == 3 and not (workdir / "part" / "model.safetensors").is_file()
     resumed = distill_stage(DM, dp, "data/trajectories", workdir / "part", cpu=True, progress=False)
-    assert resumed["resumed_from"] == 3 and resumed["step"] == dp.dm.steps
+    assert resumed["resumed_from"] == 3 and resumed["step"] == dp.method("dm").steps
     for name in ("model.safetensors", "checkpoint/model.safetensors", "checkpoint/aux.safetensors"):
         a = load_model(workdir / "full" / name).state_dict()
         b = load_model(workdir / "part" / name).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
     t = load_model(workdir / "data" / "teacher" / "model.safetensors").state_dict()
-    ema = load_model(workdir / "full" / "model.safetensors").state_dict()
-    gen = load_model(workdir / "full" / "checkpoint" / "model.safetensors").state_dict()
-    assert any(not torch.equal(ema[k], t[k]) for k in t) and any(not torch.equal(ema[k], gen[k]) for k in t)
-    # Another teacher: the checkpoint is not resumed.
+    final = load_model(workdir / "full" / "model.safetensors").state_dict()
+    assert any(not torch.equal(final[k], t[k]) for k in t)
+    # Another teacher: the checkpoint is refused by name, and replaced only when a restart is asked.
     torch.manual_seed(5)
     (workdir / "data" / "teacher2").mkdir(exist_ok=True)
     save_model(ShowoModel(load_model(workdir / "data" / "teacher" / "model.safetensors").config),
                workdir / "data" / "teacher2" / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"part/checkpoint: .*inputs.teacher_sha256"):
+        distill_stage(DM, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=2,
+                      teacher_dir="data/teacher2")
     other = distill_stage(DM, dp, "data/trajectories", workdir / "part", cpu=True, progress=False, max_steps=2,
-                          teacher_dir="data/teacher2")
+                          teacher_dir="data/teacher2", restart=True)
     assert other["resumed_from"] == 0
 
 
+@pytest.mark.slow
 def test_dm_stage_two_processes_stay_in_sync(workdir):
     r = distill_two_processes(workdir, Path(__file__).resolve().parents[1] / "params" / "micro.yaml", "dm", "two_dm")
     assert r["processes"] == 2 and r["step"] == 6

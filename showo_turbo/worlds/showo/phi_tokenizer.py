@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .tokenization import SHOWO_SPECIALS, TokenizerFileError, VocabLayout
+from ...model.tokenization import SHOWO_SPECIALS, TokenizerFileError, VocabLayout
 
 ENDOFTEXT = "<|endoftext|>"
 

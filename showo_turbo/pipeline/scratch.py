@@ -3,7 +3,7 @@
 A preset is applied the only way DVC can see it: `params/<preset>.yaml` is copied over the copy's
 `params.yaml`, so `dvc repro` there tracks exactly the values it runs with.
 
-    python -m showo_turbo.scratch --preset micro /tmp/showo-micro --repro
+    python -m showo_turbo.pipeline.scratch --preset micro /tmp/showo-micro --repro
 """
 
 from __future__ import annotations
@@ -64,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, "showo_turbo.scratch"))
+    sys.exit(run_cli(main, "showo_turbo.pipeline.scratch"))
