@@ -7,21 +7,20 @@ table on their device. Scores are not computed here (the evaluate stage does tha
     python scripts/bench_speed.py --steps 1,2,4,16 --questions 32   # a subset
 
 Arms and sampler settings come from params.yaml's `evaluate` section (timing_batch, timing_repeats,
-precision, turbo_dm); models from data/teacher and data/students/<evaluate.student, turbo_dm.student>.
+precision) and the stages with an `arm:` entry; models from data/teacher and data/students/<stage>.
 """
 
 import argparse
 import sys
-from showo_turbo.pipeline.params import replace
 
 import torch
 
-from showo_turbo.evaluation.benchmark import (mmu_runs, seconds_per_image, seconds_per_image_batch1, t2i_arms,
-                                   tokens_per_second_batch1)
+from showo_turbo.evaluation.benchmark import (mmu_runs, seconds_per_image, seconds_per_image_batch1, student_arms,
+                                              t2i_arms, tokens_per_second_batch1)
 from showo_turbo.pipeline.errors import run_cli
 from showo_turbo.evaluation.harness import mmu_eval
 from showo_turbo.model.showo import load_model
-from showo_turbo.pipeline.params import load_params
+from showo_turbo.pipeline.params import load_params, replace
 from showo_turbo.evaluation.harness import eval_prompts_subset
 from showo_turbo.worlds import load_world
 
@@ -36,19 +35,19 @@ def main() -> None:
     ap.add_argument("--questions", type=int, help="MMU questions per arm (default: evaluate.timing_batch)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    ep = load_params(args.params).evaluate
-    if args.steps:
+    params = load_params(args.params)
+    ep = params.evaluate
+    if args.steps:  # a subset of evaluate.steps (each arm's top-k covers those)
         steps = tuple(int(s) for s in args.steps.split(","))
-        ep = replace(ep, steps=steps, student_top_k={t: ep.student_top_k.get(t, 0) for t in steps},
-                     turbo_dm=replace(ep.turbo_dm, top_k={t: ep.turbo_dm.top_k.get(t, 0) for t in steps}))
+        ep = replace(ep, steps=steps, student_top_k={t: ep.student_top_k.get(t, 0) for t in steps})
     world = load_world(args.world)
 
     def model(path):
         return load_model(f"{path}/model.safetensors").to(args.device).eval()
 
     teacher, student = model(args.teacher), model(f"{args.students}/{ep.student}")
-    dm_student = model(f"{args.students}/{ep.turbo_dm.student}")
-    arms = t2i_arms(teacher, student, ep, dm_student)
+    own = student_arms(params, lambda stage: model(f"{args.students}/{stage}"))
+    arms = t2i_arms(teacher, student, ep, own)
     prompts = eval_prompts_subset(world, ep.prompts_per_category)
     rows = {}
     for t in ep.steps:
@@ -65,7 +64,7 @@ def main() -> None:
     n = args.questions or ep.timing_batch
     kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
     mmu = {}
-    for name, (m, decoder) in mmu_runs(teacher, student, dm_student).items():
+    for name, (m, decoder) in mmu_runs(teacher, student, own).items():
         batched = mmu_eval(m, world, decoder, batch_size=ep.batch_size, limit=n, **kw)
         mmu[name] = (batched["tokens_per_second"], tokens_per_second_batch1(m, world, decoder, ep, n, **kw),
                      batched["forwards_per_token"])

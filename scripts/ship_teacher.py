@@ -17,7 +17,7 @@ from pathlib import Path
 
 from showo_turbo.pipeline.errors import run_cli
 from showo_turbo.pipeline.io import load_json, save_json
-from showo_turbo.pipeline.params import TeacherTrainParams, build_dataclass
+from showo_turbo.pipeline.params import TeacherTrainParams, validate_section
 from showo_turbo.training.teacher import make_card, write_card_readme
 from showo_turbo.worlds import load_world
 
@@ -34,7 +34,7 @@ def main() -> None:
     if not args.metrics or not (dest / "card.json").is_file():
         world = load_world("data/world")
         prog = load_json(run / "checkpoint" / "progress.json")
-        recipe = build_dataclass(TeacherTrainParams, prog["recipe"], "recipe ")
+        recipe = validate_section(TeacherTrainParams, prog["recipe"], "recipe ")
         if prog["step"] != recipe.steps:
             raise SystemExit(f"{run}: the run stopped at step {prog['step']} of {recipe.steps}; finish it first")
         history = [json.loads(line) for line in open(run / "history.jsonl")]

@@ -14,7 +14,6 @@ takes the recipe from the run; RUN_DIR/recipe.json holds it too).
 import argparse
 import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -23,10 +22,10 @@ import yaml
 from showo_turbo.pipeline.errors import run_cli
 from showo_turbo.pipeline.io import save_json
 from showo_turbo.model.showo import load_model
-from showo_turbo.pipeline.params import TeacherTrainParams, build_dataclass, load_params
+from showo_turbo.pipeline.params import TeacherTrainParams, load_params, replace, to_dict, validate_section
 from showo_turbo.training.teacher import (TrainingBatches, autocast, default_device, evaluate_teacher, model_config_for,
                                  train_teacher, training_setup)
-from showo_turbo.worlds import load_world
+from showo_turbo.worlds import World, load_world
 
 
 def steps_per_second(world: World, recipe: TeacherTrainParams, device: str, n: int = 40) -> float:
@@ -70,17 +69,17 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     world = load_world(args.world)
     params = load_params(args.params)
-    values = asdict(params.teacher.train)
+    values = to_dict(params.teacher.train)
     for item in args.set:
         key, _, text = item.partition("=")
         values[key] = yaml.safe_load(text)
-    recipe = build_dataclass(TeacherTrainParams, values, "--set ")
+    recipe = validate_section(TeacherTrainParams, values, "--set ")
     if args.minutes:
         rate = steps_per_second(world, recipe, args.device)
         steps = max(500, int(args.minutes * 60 * rate) // 500 * 500)
         print(f"{rate:.1f} steps/s on {args.device}: {steps} steps fit {args.minutes} minutes", flush=True)
         recipe = replace(recipe, steps=steps)
-    save_json(asdict(recipe), run / "recipe.json")
+    save_json(to_dict(recipe), run / "recipe.json")
     progress = train_teacher(world, recipe, run, device=args.device)
     print(f"trained {progress['step']} steps in {progress['elapsed_seconds'] / 60:.1f} min", flush=True)
     if args.eval:
