@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from showo_turbo.evaluation.benchmark import (MMU_KEYS, StudentArm, arm_images, evaluate_arms, mmu_table, sample_images,
+from showo_turbo.evaluation.benchmark import (MMU_KEYS, T2IArm, arm_images, evaluate_arms, mmu_table, sample_images,
                                               t2i_arms, t2i_table, write_plot_files)
 from showo_turbo.model.showo import ShowoModel
 from showo_turbo.worlds.shapes.scenes import CATEGORIES
@@ -37,7 +37,7 @@ def ep(micro_params):
 
 def dm_arm(model, temperature=4.5):
     """A stage `dm` scored as an arm of its own, from a noisy start (the dm method's)."""
-    return StudentArm("dm", model, {1: 0, 2: 0, 4: 0}, temperature, {"init_mask_ratio": 0.6})
+    return T2IArm("turbo_dm", model, 0.0, {1: None, 2: None, 4: None}, temperature, {"init_mask_ratio": 0.6})
 
 
 @pytest.fixture(scope="module")
@@ -149,5 +149,7 @@ def test_student_arms_come_from_the_stages_with_an_arm(micro_params):
     """params/micro.yaml's dm stage has an `arm:`; its start is the dm method's noisy start."""
     from showo_turbo.evaluation.benchmark import student_arms
     arms = student_arms(micro_params, lambda stage: f"model of {stage}")
-    assert [(a.stage, a.model, a.start) for a in arms] == [("dm", "model of dm", {"init_mask_ratio": micro_params.distill.method("dm").mask_ratio})]
-    assert arms[0].top_k == micro_params.distill.stages["dm"].arm.top_k
+    assert [(a.name, a.model, a.cfg_scale, a.start) for a in arms] == [
+        ("turbo_dm", "model of dm", 0.0, {"init_mask_ratio": micro_params.distill.method("dm").mask_ratio})]
+    arm = micro_params.distill.stages["dm"].arm
+    assert arms[0].top_k == {t: k or None for t, k in arm.top_k.items()} and arms[0].temperature == arm.temperature

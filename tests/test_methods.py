@@ -3,6 +3,7 @@ to params.yaml by name, validated by its own section's model, trained, resumed a
 stage loop, which knows no method."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from showo_turbo.model.showo import load_model
 from showo_turbo.pipeline.params import ParamsError, parse_params
 from showo_turbo.training.distill import distill_stage, student_sampler
 
+MICRO = Path(__file__).resolve().parents[1] / "params" / "micro.yaml"
+
 
 @pytest.fixture
 def toy(monkeypatch):
@@ -20,8 +23,9 @@ def toy(monkeypatch):
     return "toy"
 
 
-def toy_params(micro_params_path, steps=4):
-    data = yaml.safe_load(open(micro_params_path))
+def toy_params(steps=4):
+    """params/micro.yaml with a stage `t` of the toy method, scored as an arm of its own."""
+    data = yaml.safe_load(MICRO.read_text())
     data["distill"]["stages"]["t"] = {"method": "toy", "segments": 1, "init_dir": "data/teacher",
                                       "arm": {"top_k": {t: 0 for t in data["evaluate"]["steps"]}, "temperature": 1.0}}
     data["distill"]["toy"] = {"steps": steps, "batch_t2i": 4, "lr": 0.05}
@@ -29,10 +33,9 @@ def toy_params(micro_params_path, steps=4):
 
 
 def test_a_new_method_is_a_file_and_a_name(toy, make_distill_workdir, monkeypatch):
-    from conftest import ROOT
     workdir = make_distill_workdir("toy", seed=2)
     monkeypatch.chdir(workdir)
-    params = parse_params(toy_params(ROOT / "params" / "micro.yaml"))
+    params = parse_params(toy_params())
     stage, dp = params.distill.stages["t"], params.distill
     assert dp.method("toy").steps == 4 and list(params.arms()) == ["dm", "t"]
     assert student_sampler(stage, dp) == ([1], {})
@@ -48,8 +51,7 @@ def test_a_new_method_is_a_file_and_a_name(toy, make_distill_workdir, monkeypatc
 
 
 def test_its_section_is_checked_by_its_own_model(toy):
-    from conftest import ROOT
-    data = toy_params(ROOT / "params" / "micro.yaml")
+    data = toy_params()
     data["distill"]["toy"]["lr"] = -1
     with pytest.raises(ParamsError, match=r"distill.toy.lr: must be >= 0.0, got -1"):
         parse_params(data, "params.yaml")
@@ -59,8 +61,7 @@ def test_its_section_is_checked_by_its_own_model(toy):
 
 
 def test_an_unknown_method_is_refused_by_name():
-    from conftest import ROOT
-    data = toy_params(ROOT / "params" / "micro.yaml")
+    data = toy_params()
     with pytest.raises(ParamsError, match="distill.toy: unknown key"):  # not registered: its section is unknown
         parse_params(data, "params.yaml")
     del data["distill"]["toy"]

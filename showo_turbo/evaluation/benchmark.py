@@ -69,38 +69,23 @@ class T2IArm:
         return {"top_k": self.top_k[steps], "temperature": self.temperature, **self.start}
 
 
-@dataclass(frozen=True)
-class StudentArm:
-    """A distill stage scored as an arm of its own, `turbo_<stage>`: its student, its `arm:` sampler
-    settings and its method's start."""
-
-    stage: str
-    model: ShowoModel
-    top_k: dict[int, int]
-    temperature: float
-    start: dict
-
-
-def student_arms(params: Params, load: Callable[[str], ShowoModel]) -> list[StudentArm]:
-    """The stages of `params` with an `arm:` entry, each with its student `load(stage)`."""
+def student_arms(params: Params, load: Callable[[str], ShowoModel]) -> list[T2IArm]:
+    """The arms `turbo_<stage>` of the stages of `params` with an `arm:` entry: each stage's student
+    `load(stage)`, without CFG, with its arm's sampler settings and its method's start."""
     from ..methods import method_module
-    return [StudentArm(name, load(name), dict(st.arm.top_k), st.arm.temperature,
-                       method_module(st.method).sampler_start(params.distill.method(st.method)))
+    return [T2IArm(f"turbo_{name}", load(name), 0.0, {t: k or None for t, k in st.arm.top_k.items()}, st.arm.temperature,
+                   method_module(st.method).sampler_start(params.distill.method(st.method)))
             for name, st in params.arms().items()]
 
 
-def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams, arms: Sequence[StudentArm] = (),
+def t2i_arms(teacher: ShowoModel, student: ShowoModel, ep: EvaluateParams, arms: Sequence[T2IArm] = (),
              teacher_sha256: str = "") -> list[T2IArm]:
-    """The T2I arms; `teacher_sha256` (the teacher's weights file hash) lets the teacher arms take
-    the teacher stage's stored samples."""
+    """The paper's T2I arms, then `arms` (`student_arms`); `teacher_sha256` (the teacher's weights
+    file hash) lets the teacher arms take the teacher stage's stored samples."""
     no_top_k = {t: None for t in ep.steps}
-    out = [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature, model_sha256=teacher_sha256),
-           T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature, model_sha256=teacher_sha256),
-           T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature)]
-    for a in arms:
-        out.append(T2IArm(f"turbo_{a.stage}", a.model, 0.0, {t: (a.top_k[t] or None) for t in ep.steps}, a.temperature,
-                          a.start))
-    return out
+    return [T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, no_top_k, ep.temperature, model_sha256=teacher_sha256),
+            T2IArm("teacher_nocfg", teacher, 0.0, no_top_k, ep.temperature, model_sha256=teacher_sha256),
+            T2IArm("turbo", student, 0.0, {t: (ep.student_top_k[t] or None) for t in ep.steps}, ep.temperature), *arms]
 
 
 def arm_codes(arm: T2IArm, world: World, prompts: Sequence[EvalPrompt], steps: int, ep: EvaluateParams,
@@ -192,10 +177,10 @@ def evaluate_t2i(arms: Sequence[T2IArm], world: World, ep: EvaluateParams, progr
     return out
 
 
-def mmu_runs(teacher: ShowoModel, student: ShowoModel, arms: Sequence[StudentArm] = ()) -> dict:
-    """The MMU arms: name -> (model, decoder)."""
+def mmu_runs(teacher: ShowoModel, student: ShowoModel, arms: Sequence[T2IArm] = ()) -> dict:
+    """The MMU arms: name -> (model, decoder); each student arm decodes with Jacobi as `<name>_jacobi`."""
     runs = {"teacher_ar": (teacher, "ar"), "teacher_jacobi": (teacher, "jacobi"), "turbo_jacobi": (student, "jacobi")}
-    runs.update({f"turbo_{a.stage}_jacobi": (a.model, "jacobi") for a in arms})
+    runs.update({f"{a.name}_jacobi": (a.model, "jacobi") for a in arms})
     return runs
 
 
@@ -208,7 +193,7 @@ def tokens_per_second_batch1(model: ShowoModel, world: World, decoder: str, ep: 
 
 
 def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                 arms: Sequence[StudentArm] = ()) -> dict:
+                 arms: Sequence[T2IArm] = ()) -> dict:
     """{teacher_ar, teacher_jacobi, turbo_jacobi, turbo_<stage>_jacobi...: {accuracy, forwards_per_token (stop="eot"),
     forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, ...}}."""
     out = {}
@@ -224,11 +209,11 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
 
 
 def evaluate_arms(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  arms: Sequence[StudentArm] = (), progress: bool = True, export_dir: str | Path | None = None,
+                  arms: Sequence[T2IArm] = (), progress: bool = True, export_dir: str | Path | None = None,
                   store=None, teacher_sha256: str = "") -> dict:
     """metrics/evaluate.json: `t2i.<arm>.steps_<T>.{score, ci_low, ci_high, seconds_per_image, <category>}`
     and `mmu.<arm>.{accuracy, forwards_per_token, tokens_per_second}`, plus the headline ratios.
-    `arms`: the stages scored as arms of their own; `export_dir` as evaluate_t2i's; `store` and
+    `arms`: the stages scored as arms of their own (`student_arms`); `export_dir` as evaluate_t2i's; `store` and
     `teacher_sha256`: the teacher stage's samples, reused by the teacher arms where the settings match."""
     t2i = evaluate_t2i(t2i_arms(teacher, student, ep, arms, teacher_sha256), world, ep, progress, export_dir, store)
     mmu = evaluate_mmu(teacher, student, world, ep, arms)
@@ -300,7 +285,7 @@ def write_plot_files(metrics: dict, out_dir: str | Path) -> list[Path]:
 
 
 def sample_images(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
-                  arms: Sequence[StudentArm] = ()) -> tuple[np.ndarray, list[str]]:
+                  arms: Sequence[T2IArm] = ()) -> tuple[np.ndarray, list[str]]:
     """One held-out prompt per category at every step count: a row of teacher_cfg images, then a row
     of each student arm's images (same seed), for the report's side-by-side grid."""
     prompts = eval_prompts_subset(world, 1)

@@ -416,7 +416,7 @@ def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel,
                      arms: Sequence = (), **sampler) -> tuple[list[str], Callable[[str], list[T2ITrace]]]:
     """The first `rows` stored teacher trajectories; for each caption, the teacher's stored trace and
     a live student trace with `student_steps` steps (no CFG; `sampler` as for `sampled_t2i_trace`),
-    and one of each of `arms` (benchmark.StudentArm: its own sampler settings and start)."""
+    and one of each of `arms` (benchmark.student_arms: their own sampler settings and start)."""
     prompts = prompt_lookup(world)
     captions = [stored_caption(world, store, r) for r in range(rows)]
     row_of = {c: r for r, c in enumerate(captions)}
@@ -425,9 +425,10 @@ def store_t2i_source(world, store: dict[str, torch.Tensor], student: ShowoModel,
         teacher = stored_t2i_trace(world, store, row_of[caption], f"teacher ({store['probs'].shape[1]} steps, CFG)", prompts)
         live = sampled_t2i_trace(student, world, caption, student_steps, f"student ({student_steps} steps, no CFG)",
                                  prompt=prompts.get(caption), **sampler)
-        own = [sampled_t2i_trace(a.model, world, caption, student_steps, f"{a.stage} student ({student_steps} steps, no CFG)",
+        own = [sampled_t2i_trace(a.model, world, caption, student_steps,
+                                 f"{a.name.removeprefix('turbo_')} student ({student_steps} steps, no CFG)",
                                  prompt=prompts.get(caption), **{**sampler, "temperature": a.temperature,
-                                                                 "top_k": a.top_k.get(student_steps) or None, **a.start})
+                                                                 "top_k": a.top_k.get(student_steps), **a.start})
                for a in arms]
         return [teacher, live, *own]
     return captions, traces_for

@@ -26,8 +26,9 @@ living elsewhere, `register_method`), and a test.
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
+
+from ..pipeline.plugins import plugin_module
 
 METHODS: dict[str, str] = {"consistency": "showo_turbo.methods.consistency", "dm": "showo_turbo.methods.dm"}
 
@@ -38,9 +39,8 @@ def register_method(name: str, module: str) -> None:
 
 
 def method_module(name: str) -> ModuleType:
-    if name not in METHODS:
-        raise ValueError(f"unknown distillation method {name!r}; allowed: {', '.join(METHODS)}")
-    return importlib.import_module(METHODS[name])
+    """The plug-in module of method `name`."""
+    return plugin_module(METHODS, name, "distillation method")
 
 
 def method_params_class(name: str) -> type:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..model.sampling import guided_logits, maskgit_step, noisy_initial_state, remask
+from ..model.sampling import annealed_temperature, guided_logits, maskgit_step, noisy_initial_state, remask
 from ..model.showo import (CheckpointError, ShowoModel, image_state_ids, lm_loss, load_model, save_model,
                            t2i_sequences)
 from ..pipeline.io import read_torch_state
@@ -85,14 +85,14 @@ def student_rollout(model: ShowoModel, captions: torch.Tensor, caption_len: torc
         raise ValueError(f"steps must be >= 1, got {steps}")
     cfg, dev = model.config, model.device
     codes = torch.full(start.shape, -1, dtype=torch.long)
-    decided, temp = None, temperature
+    decided = None
     for k in range(steps):
         state = start if k == 0 else codes  # the noisy start first (every position to predict)
         logits = model.image_logits(t2i_sequences(captions, caption_len, image_state_ids(state, cfg), cfg).to(dev))
         unknown = codes < 0
         decided = logits if decided is None else torch.where(unknown.to(dev).unsqueeze(-1), logits, decided)
-        temp = temp * (1 - (k + 1) / steps)
-        step = maskgit_step(logits.detach().float().cpu().softmax(-1), codes, k, steps, temp, generator)
+        step = maskgit_step(logits.detach().float().cpu().softmax(-1), codes, k, steps,
+                            annealed_temperature(temperature, k, steps), generator)
         codes = step.codes
     return step.sampled, decided
 

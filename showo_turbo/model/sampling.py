@@ -196,7 +196,7 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
 
     `init_codes` [B, N] (-1 = masked) and `start_step` resume a trajectory: the state before step
     `start_step` of a `steps`-step run, e.g. another model's `states[k]` (hand-offs between models).
-    Known codes stay; the annealed temperature is replayed so that step k sees a full run's value.
+    Known codes stay; step k's annealed temperature is a full run's (`annealed_temperature`).
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
@@ -217,7 +217,6 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     states, probs_k, idx_k = [start.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
     commit = torch.where(codes >= 0, start_step - 1, commit)
-    temp = annealed_temperature(temperature, start_step - 1, steps)  # the steps already taken, replayed
     forwards = 0
     cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
     for k in range(start_step, steps):
@@ -231,8 +230,8 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
             probs_k.append(p.half())
             idx_k.append(i.to(torch.int16 if cfg.codebook_size < 32768 else torch.int32))
         # 2-4. Sample, score with annealed Gumbel noise, re-mask the least confident.
-        temp = temp * (1 - (k + 1) / steps)
-        step = maskgit_step(probs, codes, k, steps, temp, generator, sample, min_remask)
+        step = maskgit_step(probs, codes, k, steps, annealed_temperature(temperature, k, steps), generator, sample,
+                            min_remask)
         commit = torch.where(step.committed, torch.full_like(commit, k), commit)
         codes = step.codes
         states.append(codes.clone())

@@ -90,6 +90,7 @@ def MappingOf(key, value):  # noqa: N802 (a type factory)
 
 
 Precision = Choice(*PRECISIONS)
+Sample = Choice("multinomial", "argmax")  # the sampler's draw per position
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 PosInt = Annotated[StrictInt, Field(ge=1)]
 NonNeg = Annotated[Number, Field(ge=0.0)]
@@ -107,7 +108,7 @@ class Section(BaseModel):
         if not isinstance(data, dict):
             raise PydanticCustomError("mapping", "expected a mapping, got {got}", {"got": repr(data)})
         for k in data:
-            if k not in cls.model_fields:
+            if k not in cls.model_fields and k not in cls.plugin_sections():
                 raise PydanticCustomError("key", "unknown key; allowed: {allowed}",
                                           {"key": k, "allowed": ", ".join(cls.model_fields)})
         for k in cls.model_fields:
@@ -120,6 +121,11 @@ class Section(BaseModel):
         for key, msg in self.check():
             raise PydanticCustomError("key", "{msg}", {"key": key, "msg": msg})
         return self
+
+    @classmethod
+    def plugin_sections(cls) -> tuple[str, ...]:
+        """Keys allowed besides the fields: sections whose models are plug-ins' (validated by the section)."""
+        return ()
 
     def check(self) -> list[tuple[str, str]]:
         return []
@@ -154,7 +160,7 @@ class TeacherTrainParams(Section):
 class TeacherEvalParams(Section):
     steps: ListOf(PosInt)
     cfg_scales: ListOf(NonNeg)
-    sample: Choice("multinomial", "argmax")
+    sample: Sample
     temperature: NonNeg
     prompts_per_category: PosInt
     images_per_prompt: PosInt
@@ -266,14 +272,9 @@ class DistillParams(Section):
     log_every: PosInt
     eval_steps: ListOf(PosInt)
 
-    @model_validator(mode="before")
     @classmethod
-    def _every_key_given(cls, data: Any) -> Any:  # a method's section is a known key too
-        if isinstance(data, dict):
-            methods = set(_method_names())
-            return {**Section._every_key_given.__func__(cls, {k: v for k, v in data.items() if k not in methods}),
-                    **{k: v for k, v in data.items() if k in methods}}
-        return Section._every_key_given.__func__(cls, data)
+    def plugin_sections(cls) -> tuple[str, ...]:
+        return _method_names()  # `distill.<method>`
 
     @model_validator(mode="after")
     def _method_sections(self):
@@ -311,7 +312,7 @@ class EvaluateParams(Section):
     student_top_k: TopK
     prompts_per_category: PosInt
     images_per_prompt: PosInt
-    sample: Choice("multinomial", "argmax")
+    sample: Sample
     temperature: NonNeg
     block_size: PosInt
     precision: Precision
@@ -396,7 +397,8 @@ def _dotted(cls: type, loc: list) -> str:
 
 
 def _validate_nested(cls: type[BaseModel], data: Any, prefix: str) -> BaseModel:
-    """`cls.model_validate(data)`, a failure re-raised as one ParamsCheck naming `prefix`.<key>."""
+    """`cls.model_validate(data)` inside a validator: a failure becomes one error whose message names
+    `prefix`.<key> (`_one_line` puts the outer location in front)."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..pipeline.errors import run_cli
 from ..pipeline.io import LossLog, atomic_dir, load_json, save_json
 from ..pipeline.params import DistillParams, StageEntry, load_params, to_dict
 from ..pipeline.shards import sha256_of
-from .loop import resume_point, train_steps
+from .loop import resume_point, start_over, train_steps
 
 # --------------------------------------------------------------------------------------------
 # A stage's recipe and budget.
@@ -81,11 +80,9 @@ def distill_stage(stage: StageEntry, dp: DistillParams, trajectories_dir: str | 
     step, elapsed = (prog["step"], prog["elapsed_seconds"]) if prog else (0, 0.0)
     acc.wait_for_everyone()
     if acc.is_main_process:
-        if prog is None and ckpt.exists():  # a restart was asked
-            shutil.rmtree(ckpt)
+        if prog is None:
+            start_over(ckpt, out / "history.jsonl")
         out.mkdir(parents=True, exist_ok=True)
-        if step == 0:
-            (out / "history.jsonl").unlink(missing_ok=True)
     acc.wait_for_everyone()
     resumed_from = step
     training = method.Training(acc, stage, dp, trajectories_dir, teacher_dir, ckpt if prog else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -83,6 +84,12 @@ def resume_point(ckpt: Path, recipe: dict, budget: tuple[str, int] | None = None
     shown = ", ".join(f"{k} {have.get(k)!r} -> {want.get(k)!r}" for k in changed[:4]) + (" ..." if len(changed) > 4 else "")
     raise CheckpointError(f"{ckpt}: this checkpoint was trained with another recipe ({shown}); restore it, "
                           f"or start over with {RESTART_ENV}=1 (or delete the folder)")
+
+
+def start_over(ckpt: Path, history: Path) -> None:
+    """Forget an earlier run (a restart, or nothing to resume): its checkpoint folder and loss history."""
+    shutil.rmtree(ckpt, ignore_errors=True)
+    history.unlink(missing_ok=True)
 
 
 def train_steps(step: int, stop: int, total: int, update: Callable[[int], dict], log: LossLog,

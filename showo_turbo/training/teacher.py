@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 from ..evaluation.harness import eval_prompts_subset, mmu_eval, t2i_sweep
 from ..pipeline.errors import ShowoError
-from .loop import optimizer_update, resume_point, set_lr, train_steps, warmup_lr
+from .loop import optimizer_update, resume_point, set_lr, start_over, train_steps, warmup_lr
 from ..pipeline.io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
 from ..model.showo import (CheckpointError, default_device, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
@@ -120,8 +119,7 @@ def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=N
         torch.set_rng_state(state["torch_rng"])
         step, elapsed = prog["step"], prog["elapsed_seconds"]
     elif ckpt.exists():  # a restart was asked
-        shutil.rmtree(ckpt)
-        (out / "history.jsonl").unlink(missing_ok=True)
+        start_over(ckpt, out / "history.jsonl")
     batches = TrainingBatches(world, cfg, recipe, g)
     model.train()
     stop = recipe.steps if max_steps is None else min(recipe.steps, max_steps)

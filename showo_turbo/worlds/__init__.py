@@ -20,7 +20,6 @@ imports a particular world.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -28,6 +27,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..pipeline.errors import ShowoError
+from ..pipeline.plugins import plugin_module
 from ..model.tokenization import ImageTokenizer, VocabLayout
 
 WORLD_KINDS: dict[str, str] = {"shapes": "showo_turbo.worlds.shapes", "showo": "showo_turbo.worlds.showo"}
@@ -128,13 +128,11 @@ class World(Protocol):
 
 def world_module(kind: str) -> ModuleType:
     """The plug-in package of world `kind`."""
-    if kind not in WORLD_KINDS:
-        raise WorldFileError(f"unknown world kind {kind!r}; known: {', '.join(WORLD_KINDS)}")
-    return importlib.import_module(WORLD_KINDS[kind])
+    return plugin_module(WORLD_KINDS, kind, "world kind", WorldFileError)
 
 
 def params_class(kind: str) -> type:
-    """The dataclass of world `kind`'s params section."""
+    """The model of world `kind`'s params section."""
     return world_module(kind).Params
 
 
