@@ -67,7 +67,9 @@ def params_with(path: str, overrides: list[str]):
     data["distill"]["stages"] = {**{k: stages.get(k, v) for k, v in original_stages.items()},
                                  **{k: v for k, v in stages.items() if k not in original_stages}}
     params = parse_params(data, "params.yaml + --set")
-    return replace(params, distill=replace(params.distill, stages={k: params.distill.stages[k] for k in stages}))
+    # (a copy, not validated again: the evaluate section may name a stage the run leaves out)
+    run_stages = {k: params.distill.stages[k] for k in stages}
+    return params.model_copy(update={"distill": params.distill.model_copy(update={"stages": run_stages})})
 
 
 def with_budget(dp, steps: int):
