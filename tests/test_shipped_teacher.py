@@ -56,6 +56,7 @@ def test_every_shipped_teacher_fits_the_default_world(default_world, folder):
     assert (model.config.hidden_size, model.config.num_layers) == (preset["hidden_size"], preset["num_layers"])
 
 
+@pytest.mark.slow  # the trained base teacher decodes 200 prompts per case (seconds each)
 @pytest.mark.parametrize("block", [4, 16])
 def test_jacobi_equals_ar_with_the_trained_teacher(teacher, prompts, block):
     ar = ar_generate(teacher, prompts, max_new_tokens=20)
@@ -63,6 +64,7 @@ def test_jacobi_equals_ar_with_the_trained_teacher(teacher, prompts, block):
     assert len(ar.tokens) == 200 and jac.tokens == ar.tokens
 
 
+@pytest.mark.slow
 def test_jacobi_stopping_at_eot_is_exact_and_needs_fewer_passes(teacher, prompts):
     """stop="eot" ends a block once everything up to <|eot|> is fixed: the answers stay greedy AR's,
     no row needs more passes than with stop="block", and the junk after <|eot|> no longer costs any."""

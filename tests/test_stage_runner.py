@@ -103,6 +103,7 @@ def test_a_truncated_teacher_checkpoint_stops_dvc_repro_with_one_line(scratch):
         _restore(scratch, "data/teacher_checkpoint")
 
 
+@pytest.mark.slow  # its scratch repo runs the pipeline up to the trajectories
 def test_the_distill_command_line_prints_one_line_for_a_project_error(scratch, tmp_path):
     bad = tmp_path / "params.yaml"
     text = (scratch / "params.yaml").read_text()
@@ -125,6 +126,7 @@ def test_the_runner_refuses_a_parameter_the_notebook_does_not_declare():
         typed_parameters(ROOT / "notebooks" / "05_explore.ipynb", [("examples", "four")])
 
 
+@pytest.mark.slow  # two interpreters importing the whole package
 def test_the_runner_knows_every_project_error():
     """A failed notebook reports only the exception's class name; the runner must know them all,
     including classes added to modules it does not import itself."""
