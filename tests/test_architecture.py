@@ -79,7 +79,7 @@ def test_the_graph_sees_the_known_edges():
     assert "showo_turbo.methods.text" in GRAPH["showo_turbo.methods.dm"]
     assert "showo_turbo.evaluation.harness" in GRAPH["showo_turbo.training.distill"]  # an import inside a function
     assert "showo_turbo.worlds.shapes.scorer" in GRAPH["showo_turbo.worlds.shapes.world"]
-    assert "showo_turbo.worlds" in GRAPH["showo_turbo.worlds.shapes.world"]  # `from .. import WorldFileError`
+    assert "showo_turbo.worlds" in GRAPH["showo_turbo.worlds.showo.world"]  # `from .. import WorldFileError`
     assert "showo_turbo.model.showo" in GRAPH["showo_turbo.model.sampling"]
 
 

@@ -8,7 +8,7 @@ import torch
 
 from showo_turbo.model.showo import CheckpointError, load_model
 from showo_turbo.training.teacher import (TeacherMismatchError, evaluate_teacher, lr_at, make_card,
-                                 obtain_teacher, read_card, scale_key, train_teacher, world_fingerprint)
+                                 obtain_teacher, read_card, scale_key, train_teacher)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_shipped_teacher_is_checked_against_the_world(micro_world, micro_params,
     (shipped / "card.json").write_text(json.dumps(card))
     tp = P.replace(micro_params.teacher, source="shipped", shipped_dir=str(shipped))
     model, got = obtain_teacher(tp, micro_world, tmp_path / "out", tmp_path / "unused")
-    assert got["world_fingerprint"] == world_fingerprint(micro_world)
+    assert got["world_fingerprint"] == micro_world.fingerprint()
     assert (tmp_path / "out" / "model.safetensors").is_file()
     # A teacher from another world is refused with a message naming what differs.
     card["world_fingerprint"]["codebook_sha256"] = "0" * 64

@@ -9,7 +9,9 @@ import torch
 from showo_turbo.worlds.shapes import ShapesEval
 from showo_turbo.pipeline.io import load_json
 from showo_turbo.worlds.shapes.scenes import CATEGORIES, QUESTION_TYPES, caption_space, render_batch, scene_key
-from showo_turbo.worlds.shapes.world import (ShapesWorld, WorldFileError, check_world_metrics, load_tensors, mismatched_prompts,
+from showo_turbo.worlds.common import load_tensors
+from showo_turbo.worlds import WorldFileError
+from showo_turbo.worlds.shapes.world import (ShapesWorld, check_world_metrics, mismatched_prompts,
                                world_metrics)
 
 
@@ -98,12 +100,12 @@ def test_corrupt_or_foreign_dataset_files_are_refused(micro_world, tmp_path):
     bad = tmp_path / "t2i_train.safetensors"
     bad.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     with pytest.raises(WorldFileError, match="t2i_train.safetensors"):
-        load_tensors(bad, "t2i")
+        load_tensors(bad, "showo-turbo/world/1/t2i")
     shutil.copy(micro_world.root / "mmu_train.safetensors", bad)
     with pytest.raises(WorldFileError, match="expected 'showo-turbo/world/1/t2i'"):
-        load_tensors(bad, "t2i")
+        load_tensors(bad, "showo-turbo/world/1/t2i")
     with pytest.raises(WorldFileError, match="not found"):
-        load_tensors(tmp_path / "nope.safetensors", "t2i")
+        load_tensors(tmp_path / "nope.safetensors", "showo-turbo/world/1/t2i")
     (tmp_path / "world.json").write_text('{"format": "something-else"}')
     with pytest.raises(WorldFileError, match="world.json: format 'something-else'"):
         ShapesWorld.load(tmp_path)

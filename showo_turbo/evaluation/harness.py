@@ -39,8 +39,7 @@ def sampler_settings(**sampler) -> dict:
     """`t2i_generate`'s settings that decide the codes, defaults filled in (the key of a stored set)."""
     import inspect
     from ..model.sampling import t2i_generate
-    skip = {"model", "captions", "caption_len", "steps", "cfg_scale", "generator", "return_trajectory", "trajectory_top_k",
-            "init_codes", "start_step"}  # a resumed trajectory is not a sampler setting
+    skip = {"model", "captions", "caption_len", "steps", "cfg_scale", "generator", "return_trajectory", "trajectory_top_k"}
     settings = {k: v.default for k, v in inspect.signature(t2i_generate).parameters.items() if k not in skip}
     unknown = set(sampler) - set(settings)
     if unknown:

@@ -177,8 +177,7 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
                  cfg_scale: float = 0.0, temperature: float = 1.0, sample: str = "multinomial", top_k: int | None = None,
                  min_remask: int = 1, generator: torch.Generator | None = None,
                  return_trajectory: bool = False, trajectory_top_k: int = 16, init_mask_ratio: float | None = None,
-                 prompt_cache: bool = True, init_codes: torch.Tensor | None = None,
-                 start_step: int = 0) -> T2IResult:
+                 prompt_cache: bool = True) -> T2IResult:
     """MaskGIT sampling as in Show-o's `t2i_generate`.
 
     Each step k of T: (1) logits at image positions over codes only, CFG `(1+s) cond - s uncond` in
@@ -193,33 +192,20 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
 
     `prompt_cache` (default): the captions' keys and values are computed once (`CaptionCache`) and
     every step runs only the image block; False recomputes the whole sequence at every step.
-
-    `init_codes` [B, N] (-1 = masked) and `start_step` resume a trajectory: the state before step
-    `start_step` of a `steps`-step run, e.g. another model's `states[k]` (hand-offs between models).
-    Known codes stay; step k's annealed temperature is a full run's (`annealed_temperature`).
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if not 0 <= start_step < steps:
-        raise ValueError(f"start_step must be in [0, steps), got {start_step} for {steps} steps")
-    if init_codes is not None and init_mask_ratio is not None:
-        raise ValueError("init_codes and init_mask_ratio are two different starts: give one")
     cfg = model.config
     N, B = cfg.num_image_tokens, captions.shape[0]
     codes = torch.full((B, N), -1, dtype=torch.long)  # -1 = masked
-    if init_codes is not None:
-        if tuple(init_codes.shape) != (B, N):
-            raise ValueError(f"init_codes must be [{B}, {N}], got {list(init_codes.shape)}")
-        codes = init_codes.long().clone()
     start = codes if init_mask_ratio is None else noisy_initial_state(B, N, cfg.codebook_size, init_mask_ratio, generator)
     states, probs_k, idx_k = [start.clone()], [], []
     commit = torch.full((B, N), steps - 1, dtype=torch.long)
-    commit = torch.where(codes >= 0, start_step - 1, commit)
     forwards = 0
     cache = CaptionCache(model, caption_ids(captions, caption_len, cfg_scale, cfg)) if prompt_cache else None
-    for k in range(start_step, steps):
+    for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         state = start if k == 0 and init_mask_ratio is not None else codes  # the noisy start: every position to predict
         logits = top_k_filter(guided_logits(model, captions, caption_len, image_state_ids(state, cfg), cfg_scale, cache), top_k)
@@ -308,19 +294,14 @@ def _trim(rows: list[list[int]], eot: int, max_new: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def ar_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32, top_k: int | None = None,
-                greedy: bool = True, temperature: float = 1.0, generator: torch.Generator | None = None) -> TextResult:
-    """Autoregressive decoding with a KV cache; `prompt` [B, P] left-padded MMU prompts."""
+def ar_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32) -> TextResult:
+    """Greedy autoregressive decoding with a KV cache; `prompt` [B, P] left-padded MMU prompts."""
     eot = model.config.eot_id
     dec = _Decoder(model, prompt)
     rows: list[list[int]] = [[] for _ in range(prompt.shape[0])]
     logits, forwards = dec.last_logits, 1
     while not all(_done(rows, eot, max_new_tokens)):
-        if greedy:
-            nxt = logits.argmax(-1)
-        else:
-            probs = (top_k_filter(logits, top_k) / temperature).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        nxt = logits.argmax(-1)
         for r, t in zip(rows, nxt.tolist()):
             r.append(t)
         if all(_done(rows, eot, max_new_tokens)):
@@ -352,7 +333,7 @@ def initial_guess(prompt: torch.Tensor, n: int, strategy: str, pad_id: int, voca
 
 @torch.no_grad()
 def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int = 32, block_size: int = 16,
-                    init: str = "prompt", max_iterations: int | None = None, generator: torch.Generator | None = None,
+                    init: str = "prompt", generator: torch.Generator | None = None,
                     return_trajectories: bool = False, stop: str = "block") -> TextResult:
     """Greedy Jacobi decoding: for each block of n tokens, start from a guess and re-predict all n in
     parallel from the accepted prefix (held in the KV cache) until nothing changes. The fixed point
@@ -376,7 +357,7 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
     forwards, iterations, fast_forwarded, stationary = 1, [], 0, 0
     row_forwards = [1] * B
     trajectories = []
-    limit = max_iterations or n + 1
+    limit = n + 1  # a block's fixed point is reached within n passes, confirmed by one more
     if stop not in ("block", "eot"):
         raise ValueError(f"stop must be 'block' or 'eot', got {stop!r}")
     while not all(done := _done(rows, eot, max_new_tokens)):
@@ -384,7 +365,7 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
         guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)
         first = dec.last_logits.argmax(-1)  # the token after the accepted prefix is already known
         states = [guess.clone()]
-        for it in range(limit):
+        for _ in range(limit):
             logits = dec.extend(guess)
             forwards += 1
             new = torch.cat([first.view(B, 1), logits[:, :-1].argmax(-1)], 1)

@@ -29,9 +29,6 @@ from ..evaluation.sample_store import SampleStore
 from ..worlds import World
 
 
-TrainRecipe = TeacherTrainParams  # the recipe is exactly the params' `teacher.train` group
-
-
 def model_config_for(world: World, preset: str) -> ShowoConfig:
     lay = world.layout
     return preset_config(preset, text_size=lay.text_size, codebook_size=lay.codebook_size,
@@ -40,7 +37,7 @@ def model_config_for(world: World, preset: str) -> ShowoConfig:
                          eot_id=world.text.eot_id)
 
 
-def training_setup(cfg: ShowoConfig, recipe: TrainRecipe, device: str | torch.device) -> tuple[ShowoModel, torch.optim.Optimizer]:
+def training_setup(cfg: ShowoConfig, recipe: TeacherTrainParams, device: str | torch.device) -> tuple[ShowoModel, torch.optim.Optimizer]:
     """A fresh model on `device` and its AdamW. On a GPU the step is launch-bound at these sizes, so
     training there uses SDPA attention and the fused optimizer (numerically equivalent; the saved
     config keeps `cfg.attn_implementation`, which is what CPU sampling uses)."""
@@ -53,7 +50,7 @@ def training_setup(cfg: ShowoConfig, recipe: TrainRecipe, device: str | torch.de
     return model, opt
 
 
-def lr_at(step: int, r: TrainRecipe) -> float:
+def lr_at(step: int, r: TeacherTrainParams) -> float:
     """Linear warmup, then cosine decay to `min_lr_ratio * lr`."""
     return warmup_lr(step, r.lr, r.warmup_steps, r.steps, r.min_lr_ratio)
 
@@ -61,7 +58,7 @@ def lr_at(step: int, r: TrainRecipe) -> float:
 class TrainingBatches:
     """Random T2I / MMU minibatches from the world's datasets, drawn from one seeded generator."""
 
-    def __init__(self, world: World, cfg: ShowoConfig, recipe: TrainRecipe, generator: torch.Generator):
+    def __init__(self, world: World, cfg: ShowoConfig, recipe: TeacherTrainParams, generator: torch.Generator):
         self.t2i, self.mmu = world.t2i_train(), world.mmu_train()
         self.cfg, self.r, self.g = cfg, recipe, generator
 
@@ -86,7 +83,7 @@ class TrainingBatches:
         return out
 
 
-def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: TrainRecipe, elapsed: float) -> None:
+def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: TeacherTrainParams, elapsed: float) -> None:
     """Weights (safetensors) + optimizer/RNG state, swapped in as one folder."""
     with atomic_dir(ckpt) as tmp:
         save_model(model, tmp / "model.safetensors")
@@ -96,7 +93,7 @@ def _save_state(ckpt: Path, model, opt, step: int, g: torch.Generator, recipe: T
                   tmp / "progress.json")
 
 
-def train_teacher(world: World, recipe: TrainRecipe, out_dir: str | Path, live=None, max_steps: int | None = None,
+def train_teacher(world: World, recipe: TeacherTrainParams, out_dir: str | Path, live=None, max_steps: int | None = None,
                   device: str | torch.device = "cpu", restart: bool | None = None) -> dict:
     """Train (or resume) a teacher into `out_dir/checkpoint/`; returns the final progress record.
     A checkpoint of another recipe is refused unless `restart` (training.loop.resume_point).
@@ -150,11 +147,6 @@ class TeacherMismatchError(ShowoError, RuntimeError):
     """The shipped teacher was trained on another world (vocabulary, codebook or lengths differ)."""
 
 
-def world_fingerprint(world: World) -> dict:
-    """What a teacher depends on (the world's tokenizers and sequence sizes)."""
-    return world.fingerprint()
-
-
 def hardware() -> dict:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -174,7 +166,7 @@ def read_card(folder: str | Path) -> dict:
 
 
 def check_card_fits_world(card: dict, world: World, where: str) -> None:
-    want, have = card["world_fingerprint"], world_fingerprint(world)
+    want, have = card["world_fingerprint"], world.fingerprint()
     diff = [k for k in want if want[k] != have.get(k)]
     if diff:
         changed = [k for k in card["world_params"] if card["world_params"][k] != to_dict(world.params).get(k)]
@@ -220,7 +212,7 @@ def obtain_teacher(tp: TeacherParams, world: World, out_dir: str | Path, checkpo
 
 def make_card(world: World, recipe: TeacherTrainParams, progress: dict, history: list[dict]) -> dict:
     return {"format": CARD_FORMAT, "source": "scratch", "world_params": to_dict(world.params),
-            "world_fingerprint": world_fingerprint(world), "train_params": to_dict(recipe),
+            "world_fingerprint": world.fingerprint(), "train_params": to_dict(recipe),
             "train": {"steps": progress["step"], "minutes": round(progress["elapsed_seconds"] / 60, 1),
                       "hardware": progress.get("hardware") or hardware()},
             "history": history, "scores": {}}
@@ -275,44 +267,3 @@ def log_history(live, history: list[dict]) -> None:
     (Path(live.plots_dir) / "metrics").mkdir(parents=True, exist_ok=True)  # the stage's declared plots output
     for row in history:
         log_loss_row(live, row["step"], {k: row[k] for k in ("t2i", "mmu", "lm", "total") if k in row}, "train")
-
-
-def _hardware_words(hw: dict) -> str:
-    return f"{hw['gpu']} (GPU)" if hw.get("gpu") else f"{hw.get('cpu', '?')} ({hw.get('cpu_threads', '?')} threads)"
-
-
-def write_card_readme(card: dict, metrics: dict | None, path: str | Path) -> None:
-    """Human-readable model card: how it was trained, on what, and (with `metrics`) how it scores."""
-    tr, tp = card["train"], card["train_params"]
-    hw = tr.get("hardware", {})
-    lines = [
-        "# Shipped Shapes teacher", "",
-        "A small Show-o-architecture model (Phi backbone with qk-layernorm, Show-o's vocabulary layout and",
-        "omni-attention) trained from scratch on the Shapes world by the pipeline's own recipe",
-        "(`teacher.source: scratch`, `showo_turbo/teacher.py`). `dvc repro teacher` uses it when",
-        "`teacher.source: shipped` and refuses it if the world's tokenizers or sizes differ from `card.json`.", "",
-        "## Training", "",
-        f"- recipe: `teacher.train` in `card.json` (preset `{tp['preset']}`, {tp['steps']} steps, batch {tp['batch_t2i']} T2I"
-        f" + {tp['batch_mmu']} MMU, AdamW lr {tp['lr']}, warmup {tp['warmup_steps']}, cosine to {tp['min_lr_ratio']}x, {tp['precision']})",
-        f"- trained for {tr['steps']} steps in {tr['minutes']} minutes on {_hardware_words(hw)}, torch {hw.get('torch', '?')}"
-        + (f"; {tr['note']}" if tr.get("note") else ""),
-        "- world: `world_params` in `card.json` (the default `params.yaml` world)",
-        "- final losses: " + ", ".join(f"{k} {card['history'][-1][k]:.3f}" for k in ("t2i", "mmu", "lm")) if card.get("history") else "",
-        "",
-    ]
-    if metrics:
-        steps = sorted(int(k.split("_")[1]) for k in metrics["t2i"])
-        scales = list(next(iter(metrics["t2i"].values())))
-        lines += ["## Scores (`metrics/teacher.json`)", "", "ShapesEval (mean of the six GenEval categories) on held-out prompts:", "",
-                  "| steps | " + " | ".join(scales) + " |", "|---" * (len(scales) + 1) + "|"]
-        for t in steps:
-            row = metrics["t2i"][f"steps_{t}"]
-            lines.append(f"| {t} | " + " | ".join(f"{row[s]['score']:.3f}" for s in scales) + " |")
-        best = max(scales, key=lambda s: metrics["t2i"][f"steps_{steps[-1]}"][s]["score"])
-        b = metrics["t2i"][f"steps_{steps[-1]}"][best]
-        categories = [c for c in b if c not in ("score", "ci_low", "ci_high", "n_images")]
-        lines += ["", f"At {steps[-1]} steps with {best}: " + ", ".join(f"{c} {b[c]:.2f}" for c in categories)
-                  + f" (95% CI {b['ci_low']:.3f}-{b['ci_high']:.3f}).", "",
-                  f"MMU answer accuracy (greedy AR, exact match): {metrics['mmu']['accuracy']:.3f} ("
-                  + ", ".join(f"{k[9:]} {v:.2f}" for k, v in metrics["mmu"].items() if k.startswith("accuracy_")) + ")."]
-    Path(path).write_text("\n".join(lines) + "\n")

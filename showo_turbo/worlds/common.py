@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
+
+import torch
 
 from ..model.tokenization import VocabLayout
+from ..pipeline.io import read_safetensors, write_safetensors
 from . import WorldFileError
-
 
 
 def read_world_json(root: Path, fmt: str, params_cls: type, defaults: dict | None = None) -> tuple[dict, Any]:
@@ -49,3 +51,32 @@ def vocab_sha256(vocab: dict[str, int]) -> str:
     import json
 
     return hashlib.sha256(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, fmt: str) -> None:
+    """A world dataset: its tensors, its format and its row count in the safetensors header."""
+    write_safetensors(tensors, path, {"format": fmt, "rows": str(len(next(iter(tensors.values()))))})
+
+
+def load_tensors(path: str | Path, fmt: str) -> dict[str, torch.Tensor]:
+    """A world dataset, refused by name when it is missing, corrupt or of another format."""
+    tensors, meta = read_safetensors(path, WorldFileError, " (run `dvc repro world`)")
+    if meta.get("format") != fmt:
+        raise WorldFileError(f"{path}: format {meta.get('format')!r}, expected {fmt!r}")
+    rows = {len(t) for t in tensors.values()}
+    if rows != {int(meta["rows"])}:
+        raise WorldFileError(f"{path}: tensors have {sorted(rows)} rows, header says {meta['rows']}")
+    return tensors
+
+
+class TrainingSets:
+    """`t2i_train` / `mmu_train` of a world folder `root` whose datasets carry `FORMAT/<kind>`."""
+
+    root: Path
+    FORMAT: ClassVar[str]
+
+    def t2i_train(self) -> dict[str, torch.Tensor]:
+        return load_tensors(self.root / "t2i_train.safetensors", f"{self.FORMAT}/t2i")
+
+    def mmu_train(self) -> dict[str, torch.Tensor]:
+        return load_tensors(self.root / "mmu_train.safetensors", f"{self.FORMAT}/mmu")

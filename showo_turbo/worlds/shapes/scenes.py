@@ -22,18 +22,9 @@ import numpy as np
 
 # RGB values are far apart so that nearest-colour assignment is unambiguous.
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30),
-    "green": (40, 190, 40),
-    "blue": (40, 80, 240),
-    "yellow": (240, 225, 30),
-    "cyan": (30, 220, 230),
-    "magenta": (220, 40, 220),
-    "orange": (250, 140, 20),
-    "white": (240, 240, 240),
-    "purple": (120, 50, 170),
-    "pink": (250, 160, 200),
-    "brown": (130, 80, 30),
-    "gray": (125, 125, 125),
+    "red": (230, 30, 30), "green": (40, 190, 40), "blue": (40, 80, 240), "yellow": (240, 225, 30),
+    "cyan": (30, 220, 230), "magenta": (220, 40, 220), "orange": (250, 140, 20), "white": (240, 240, 240),
+    "purple": (120, 50, 170), "pink": (250, 160, 200), "brown": (130, 80, 30), "gray": (125, 125, 125),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross")
 CATEGORIES: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")

@@ -19,17 +19,16 @@ import hashlib
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...pipeline.io import load_json, read_safetensors, save_json, write_safetensors
+from ...pipeline.io import load_json, save_json
 from ...pipeline.params import to_dict
 from ...model.tokenization import TextTokenizer, VocabLayout, pad_tokens, reconstruction_report
-from .. import WorldFileError
-from ..common import read_world_json, token_names, vocab_sha256
+from ..common import TrainingSets, read_world_json, save_tensors, token_names, vocab_sha256
 from .params import WorldParams
 from .patch_vq import PatchVQ
 from .scenes import (CATEGORIES, QUESTION_TYPES, Obj, Prompt, Question, Scene, WorldSpec, caption_space, questions_for,
@@ -103,33 +102,18 @@ def scene_from_list(items) -> Scene:
     return tuple(Obj(str(s), str(c), int(z), int(r), int(q)) for s, c, z, r, q in items)
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, kind: str) -> None:
-    write_safetensors(tensors, path, {"format": f"{WORLD_FORMAT}/{kind}", "rows": str(len(next(iter(tensors.values()))))})
-
-
-def load_tensors(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
-    """Load a world dataset, refusing a file that is missing, corrupt or of another kind."""
-    tensors, meta = read_safetensors(path, WorldFileError, " (run `dvc repro world`)")
-    want = f"{WORLD_FORMAT}/{kind}"
-    if meta.get("format") != want:
-        raise WorldFileError(f"{path}: format {meta.get('format')!r}, expected {want!r}")
-    rows = {len(t) for t in tensors.values()}
-    if rows != {int(meta["rows"])}:
-        raise WorldFileError(f"{path}: tensors have {sorted(rows)} rows, header says {meta['rows']}")
-    return tensors
-
-
 # --------------------------------------------------------------------------------------------
 # The world, loaded.
 
 
 @dataclass
-class ShapesWorld:
+class ShapesWorld(TrainingSets):
     """A built Shapes world folder: spec, tokenizers, layout and held-out evaluation sets (the
     `worlds.World` protocol)."""
 
     root: Path
     params: WorldParams
+    FORMAT: ClassVar[str] = WORLD_FORMAT
     spec: WorldSpec
     text: TextTokenizer
     vq: PatchVQ
@@ -179,12 +163,6 @@ class ShapesWorld:
                 "vocab_size": self.layout.vocab_size,
                 "num_image_tokens": self.vq.grid_shape[0] * self.vq.grid_shape[1],
                 "caption_tokens": self.caption_tokens}
-
-    def t2i_train(self) -> dict[str, torch.Tensor]:
-        return load_tensors(self.root / "t2i_train.safetensors", "t2i")
-
-    def mmu_train(self) -> dict[str, torch.Tensor]:
-        return load_tensors(self.root / "mmu_train.safetensors", "mmu")
 
     def token_names(self, ids: Sequence[int]) -> list[str]:
         """Readable names of unified-vocabulary ids: words and specials as themselves, image codes as `<img:k>`."""
@@ -284,14 +262,14 @@ def build_world(wp: WorldParams, out_dir: str | Path) -> ShapesWorld:
     cap, cap_len = pad_tokens([cap_tok[prompt_id[p.text]] for p in t2i_prompts], lengths["caption"], layout.pad_id)
     save_tensors({"codes": _encode_scenes(t2i_scenes, spec, vq, "encode T2I"), "caption": cap, "caption_len": cap_len,
                   "prompt_id": torch.tensor([prompt_id[p.text] for p in t2i_prompts], dtype=torch.int32)},
-                 out / "t2i_train.safetensors", "t2i")
+                 out / "t2i_train.safetensors", f"{WORLD_FORMAT}/t2i")
     n = len(mmu_q)
     q, q_len = pad_tokens(q_tok[:n], lengths["question"], layout.pad_id)
     a, a_len = pad_tokens(a_tok[:n], lengths["answer"], layout.pad_id)
     save_tensors({"codes": _encode_scenes(mmu_scenes, spec, vq, "encode MMU"), "question": q, "question_len": q_len,
                   "answer": a, "answer_len": a_len,
                   "qtype": torch.tensor([QUESTION_TYPES.index(x.kind) for x in mmu_q], dtype=torch.int32)},
-                 out / "mmu_train.safetensors", "mmu")
+                 out / "mmu_train.safetensors", f"{WORLD_FORMAT}/mmu")
 
     # 6. Evaluation sets and summaries (world.json last: its presence marks a complete world).
     save_json([{"prompt": p.to_dict(), "scene": scene_to_list(s)} for p, s in zip(ev_prompts, ev_scenes)], out / "eval_t2i.json")

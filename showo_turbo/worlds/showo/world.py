@@ -15,33 +15,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...pipeline.io import read_safetensors, save_json, write_safetensors
+from ...pipeline.io import save_json
 from ...pipeline.shards import sha256_of
 from ...pipeline.params import to_dict
 from ...model.tokenization import VocabLayout, pad_tokens
 from .. import WorldFileError
-from ..common import read_world_json, token_names, vocab_sha256
+from ..common import TrainingSets, read_world_json, save_tensors, token_names, vocab_sha256
 from .files import GenEvalPrompt, MMUItem, load_images, read_captions, read_geneval, read_mmu
 from .params import ShowoWorldParams
 
 WORLD_FORMAT = "showo-turbo/showo-world/1"
-
-
-def _save(tensors: dict[str, torch.Tensor], path: Path, kind: str) -> None:
-    write_safetensors(tensors, path, {"format": f"{WORLD_FORMAT}/{kind}", "rows": str(len(next(iter(tensors.values()))))})
-
-
-def _load(path: Path, kind: str) -> dict[str, torch.Tensor]:
-    tensors, meta = read_safetensors(path, WorldFileError, " (run `dvc repro world`)")
-    if meta.get("format") != f"{WORLD_FORMAT}/{kind}":
-        raise WorldFileError(f"{path}: format {meta.get('format')!r}, expected {WORLD_FORMAT}/{kind!r}")
-    return tensors
 
 
 def _tokenizers(wp: ShowoWorldParams):
@@ -52,12 +41,13 @@ def _tokenizers(wp: ShowoWorldParams):
 
 
 @dataclass
-class ShowoWorld:
+class ShowoWorld(TrainingSets):
     """A built real-Show-o world folder (the `worlds.World` protocol). No scorer: T2I images go to
     GenEval through `export_images`."""
 
     root: Path
     params: ShowoWorldParams
+    FORMAT: ClassVar[str] = WORLD_FORMAT
     text: object   # phi_tokenizer.ShowoPhiTokenizer
     vq: object     # magvit.MAGVITv2
     layout: VocabLayout
@@ -111,12 +101,6 @@ class ShowoWorld:
 
         return export_geneval(images, prompts, images_per_prompt, out_dir)
 
-    def t2i_train(self) -> dict[str, torch.Tensor]:
-        return _load(self.root / "t2i_train.safetensors", "t2i")
-
-    def mmu_train(self) -> dict[str, torch.Tensor]:
-        return _load(self.root / "mmu_train.safetensors", "mmu")
-
     def token_names(self, ids: Sequence[int]) -> list[str]:
         return token_names(ids, self.layout, self.text.hf.convert_ids_to_tokens)
 
@@ -157,17 +141,18 @@ def build_world(wp: ShowoWorldParams, out_dir: str | Path) -> ShowoWorld:
     ids = text.encode_batch(captions)
     cut = sum(len(x) > wp.caption_tokens for x in ids)
     cap, cap_len = pad_tokens([x[:wp.caption_tokens] for x in ids], wp.caption_tokens, layout.pad_id)
-    _save({"caption": cap, "caption_len": cap_len, "prompt_id": torch.arange(len(captions), dtype=torch.int32)},
-          out / "t2i_train.safetensors", "t2i")
+    save_tensors({"caption": cap, "caption_len": cap_len, "prompt_id": torch.arange(len(captions), dtype=torch.int32)},
+                 out / "t2i_train.safetensors", f"{WORLD_FORMAT}/t2i")
     # 3. MMU: image codes, Show-o's question form, answers.
     kinds = sorted({q.kind for q in mmu})
     q_ids = [text.mmu_question_ids(q.question) for q in mmu]
     a_ids = [text.encode(q.answer) for q in mmu]
     q, q_len = pad_tokens(q_ids, max(map(len, q_ids)), layout.pad_id)
     a, a_len = pad_tokens(a_ids, max(map(len, a_ids)), layout.pad_id)
-    _save({"codes": _encode(vq, [x.image for x in mmu], wp.image_size, wp.encode_batch), "question": q, "question_len": q_len,
-           "answer": a, "answer_len": a_len, "qtype": torch.tensor([kinds.index(x.kind) for x in mmu], dtype=torch.int32)},
-          out / "mmu_train.safetensors", "mmu")
+    save_tensors({"codes": _encode(vq, [x.image for x in mmu], wp.image_size, wp.encode_batch), "question": q, "question_len": q_len,
+                  "answer": a, "answer_len": a_len,
+                  "qtype": torch.tensor([kinds.index(x.kind) for x in mmu], dtype=torch.int32)},
+                 out / "mmu_train.safetensors", f"{WORLD_FORMAT}/mmu")
     # 4. Evaluation sets, verbatim (GenEval's lines; image paths made absolute).
     (out / "eval_t2i.jsonl").write_text("".join(json.dumps(p.metadata) + "\n" for p in eval_prompts))
     (out / "eval_mmu.jsonl").write_text("".join(json.dumps({"image": x.image, "question": x.question, "answer": x.answer,
