@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from transformers import DynamicCache
 
-from .showo import (CaptionCache, ShowoModel, additive, cosine_schedule, image_slice, image_state_ids, mmu_attention_mask, random_mask,
-                    mmu_position_ids, omni_attention_mask, t2i_sequences)
+from .showo import (CaptionCache, ShowoModel, additive, cosine_schedule, image_slice, image_state_ids, mmu_allowed,
+                    mmu_position_ids, omni_attention_mask, random_mask, t2i_sequences)
 
 # --------------------------------------------------------------------------------------------
 # Small helpers (MaskGIT / muse style).
@@ -252,13 +252,32 @@ class _Decoder:
     """Shared KV-cache bookkeeping for a left-padded batch of MMU prompts. The bookkeeping stays on
     the CPU; inputs move to the model's device and logits come back."""
 
-    def __init__(self, model: ShowoModel, prompt: torch.Tensor):
+    def __init__(self, model: ShowoModel, prompt: torch.Tensor, block: torch.Tensor | None = None):
+        """The prefill. With `block` [B, n] it also runs `extend(block)` in the same forward pass:
+        `block_logits` then holds that pass's logits, the block's keys and values are in the cache."""
         self.model, self.cfg = model, model.config
         self.valid = prompt != self.cfg.layout.pad_id  # [B, P] keys that may be attended
         positions = mmu_position_ids(prompt, self.cfg)
         self.next_pos = positions[:, -1] + 1
         self.cache = DynamicCache(config=model.showo.config)
-        self.last_logits = self._logits(prompt, mmu_attention_mask(prompt, self.cfg), positions)[:, -1]
+        allowed, P = mmu_allowed(prompt, self.cfg), prompt.shape[1]
+        ids = prompt
+        if block is not None:
+            B, n = block.shape
+            allowed = torch.cat([torch.cat([allowed, torch.zeros(B, P, n, dtype=torch.bool)], 2),
+                                 self._block_rows(n)], 1)
+            positions = torch.cat([positions, self.next_pos.view(B, 1) + torch.arange(n).view(1, n)], 1)
+            ids = torch.cat([prompt, block], 1)
+        logits = self._logits(ids, additive(allowed), positions)
+        self.last_logits, self.block_logits = logits[:, P - 1], (logits[:, P:] if block is not None else None)
+
+    def _block_rows(self, n: int) -> torch.Tensor:
+        """[B, n, past + n] the attention of n new tokens: every valid cached key, causal among themselves."""
+        B = self.valid.shape[0]
+        keys = torch.cat([self.valid, torch.ones(B, n, dtype=torch.bool)], 1)
+        allowed = keys.unsqueeze(1).expand(B, n, keys.shape[1]).clone()
+        allowed[:, :, -n:] &= torch.ones(n, n, dtype=torch.bool).tril()
+        return allowed
 
     def _logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One cached forward pass on the model's device; logits back on the CPU."""
@@ -270,19 +289,16 @@ class _Decoder:
     def extend(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, n] (causal among themselves, seeing every valid cached key); returns logits [B, n, V]."""
         B, n = tokens.shape
-        past = self.cache.get_seq_length()
-        keys = torch.cat([self.valid, torch.ones(B, n, dtype=torch.bool)], 1)
-        allowed = keys.unsqueeze(1).expand(B, n, past + n).clone()
-        allowed[:, :, past:] &= torch.ones(n, n, dtype=torch.bool).tril()
         pos = self.next_pos.view(B, 1) + torch.arange(n).view(1, n)
-        return self._logits(tokens, additive(allowed), pos)
+        return self._logits(tokens, additive(self._block_rows(n)), pos)
 
     def accept(self, n: int) -> None:
         self.valid = torch.cat([self.valid, torch.ones(self.valid.shape[0], n, dtype=torch.bool)], 1)
         self.next_pos = self.next_pos + n
 
     def rollback(self, n: int) -> None:
-        self.cache.crop(-n)
+        if n:  # crop(-0) would empty the cache
+            self.cache.crop(-n)
 
 
 def _done(rows: list[list[int]], eot: int, max_new: int) -> list[bool]:
@@ -340,50 +356,78 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
     equals greedy AR output. Stops at <|eot|> or `max_new_tokens`.
 
     `stop` says when a block is done: "block" (all n positions unchanged, the junk after <|eot|>
-    included, as Show-o Turbo's code iterates) or "eot" (for a row whose block holds <|eot|>, once
-    every position up to it is unchanged: a prefix unchanged between two passes is final, so the
-    output is still greedy AR's; rows finished in earlier blocks no longer hold the batch back).
+    included, as Show-o Turbo's code iterates) or "eot" (a row is done once its <|eot|> is known to
+    be final: a prefix unchanged between two passes is final, and so is the token predicted right
+    after it, so the output is still greedy AR's; a block never reaches past max_new_tokens, and rows
+    finished in earlier blocks no longer hold the batch back).
 
-    Statistics, per row as if decoded alone (`row_forwards`, prefill included) and for the batch
-    (`forwards`); `iterations[block][row]` (the pass that confirms the fixed point included);
+    The prefill and the first block's first pass are one forward pass (the guess follows the prompt),
+    and a prefix that a pass left unchanged stays in the cache, so a pass feeds only the rest.
+
+    Statistics, per row as if decoded alone (`row_forwards`, the prefill's pass included) and for the
+    batch (`forwards`); `iterations[block][row]` (the pass that confirms the fixed point included);
     `fast_forwarded` (tokens beyond the first that joined the correct prefix in the same iteration)
     and `stationary` (tokens that became final while a token before them was still wrong).
     """
     cfg = model.config
     eot, pad = cfg.eot_id, cfg.layout.pad_id
     B, n = prompt.shape[0], block_size
-    dec = _Decoder(model, prompt)
+    dec = None
     rows: list[list[int]] = [[] for _ in range(B)]
-    forwards, iterations, fast_forwarded, stationary = 1, [], 0, 0
-    row_forwards = [1] * B
+    forwards, iterations, fast_forwarded, stationary = 0, [], 0, 0
+    row_forwards = [0] * B
     trajectories = []
     limit = n + 1  # a block's fixed point is reached within n passes, confirmed by one more
     if stop not in ("block", "eot"):
         raise ValueError(f"stop must be 'block' or 'eot', got {stop!r}")
     while not all(done := _done(rows, eot, max_new_tokens)):
         active = torch.tensor([not d for d in done])
-        guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)
+        # stop="eot" never decodes past max_new_tokens (later tokens cannot change earlier ones); the
+        # guess is drawn at full width either way, so the generator advances as for stop="block".
+        width = n if stop == "block" else min(n, max_new_tokens - min(len(r) for r, d in zip(rows, done) if not d))
+        guess = initial_guess(prompt, n, init, pad, cfg.vocab_size, generator)[:, :width]
+        if dec is None:  # the prefill runs the first block's first pass in the same forward
+            dec, forwards = _Decoder(model, prompt, guess), 1
         first = dec.last_logits.argmax(-1)  # the token after the accepted prefix is already known
-        states = [guess.clone()]
-        for _ in range(limit):
-            logits = dec.extend(guess)
-            forwards += 1
-            new = torch.cat([first.view(B, 1), logits[:, :-1].argmax(-1)], 1)
+        states, kept = [guess.clone()], 0   # kept: leading tokens already final, held in the cache
+        ended_at = torch.zeros(B, dtype=torch.long)  # stop="eot": the pass that fixed each row's answer
+        for k in range(1, limit + 1):
+            if dec.block_logits is not None:
+                logits, dec.block_logits = dec.block_logits, None
+            else:
+                logits = dec.extend(guess[:, kept:])
+                forwards += 1
+            new = torch.cat([guess[:, :kept], first.view(B, 1), logits[:, :-1].argmax(-1)], 1)
             states.append(new.clone())
-            if torch.equal(new, guess) or (stop == "eot" and bool(_settled(new, guess, eot, active).all())):
+            settled = ~active
+            if stop == "eot":
+                settled = settled | _answer_known(new, guess, eot)
+                ended_at = torch.where((ended_at == 0) & settled, k, ended_at)
+            if torch.equal(new, guess) or bool(settled.all()):
                 tail_logits = logits[:, -1]
                 break
-            dec.rollback(n)
-            guess = new
+            # A prefix a pass left unchanged is final (each of its tokens was predicted from the same
+            # tokens before it): its keys and values stay in the cache and the next pass skips it.
+            same = (new[:, kept:] == guess[:, kept:]) | settled.view(B, 1)
+            stable = int(same.long().cumprod(-1).sum(-1).min())
+            if kept + stable == width:  # every active row is final; only finished rows' filler still moves
+                tail_logits = logits[:, -1]
+                break
+            dec.rollback(width - kept - stable)
+            dec.accept(stable)
+            kept += stable
+            first, guess = new[:, kept], new
         else:  # not converged within `limit`: the last guess is exact up to `limit` tokens; recompute its cache
-            logits = dec.extend(guess)
+            logits = dec.extend(guess[:, kept:])
             forwards += 1
             tail_logits = logits[:, -1]
-        dec.accept(n)
+        dec.accept(width - kept)
         dec.last_logits = tail_logits
         traj = torch.stack(states)  # [iterations + 1, B, n]
         final = traj[-1]
         its, ff, st = _block_stats(traj, _up_to_eot(final, eot) if stop == "eot" else None)
+        if stop == "eot":
+            its = torch.where(ended_at > 0, ended_at, len(states) - 1)
         iterations.append([int(x) if a else 0 for x, a in zip(its, active)])
         row_forwards = [f + i for f, i in zip(row_forwards, iterations[-1])]
         fast_forwarded += int(ff[active].sum())
@@ -405,11 +449,13 @@ def _up_to_eot(block: torch.Tensor, eot: int) -> torch.Tensor:
     return (seen == 0) | ((seen == 1) & (block == eot))
 
 
-def _settled(new: torch.Tensor, guess: torch.Tensor, eot: int, active: torch.Tensor) -> torch.Tensor:
-    """[B] rows whose block is final for stop="eot": inactive, or unchanged up to their first <|eot|>
-    (unchanged everywhere when the block holds none)."""
-    same = (new == guess) | ~_up_to_eot(new, eot)
-    return ~active | same.all(-1)
+def _answer_known(new: torch.Tensor, guess: torch.Tensor, eot: int) -> torch.Tensor:
+    """[B] rows whose block a pass (`guess` -> `new`) made final for stop="eot". The leading tokens the
+    pass left unchanged are final, and so is the next one (predicted from them): the row is done when
+    those hold an <|eot|>, or when the whole block is unchanged."""
+    common = (new == guess).long().cumprod(-1).sum(-1)
+    known = torch.arange(new.shape[1]).view(1, -1) <= common.view(-1, 1)
+    return ((new == eot) & known).any(-1) | (common == new.shape[1])
 
 
 def _block_stats(traj: torch.Tensor, relevant: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
