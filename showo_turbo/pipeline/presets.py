@@ -16,10 +16,11 @@ from .io import atomic_path
 from .params import ParamsError, parse_params
 
 
-def _merge(base, extra) -> None:
+def merge_overlay(base: dict, extra: dict) -> None:
+    """Merge the overlay `extra` into `base` in place, mapping by mapping (other values replace)."""
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
+            merge_overlay(base[k], v)
         else:
             base[k] = v
 
@@ -45,7 +46,7 @@ def apply_overlay(overlay: str | Path, into: str | Path = "params.yaml") -> Path
     base, extra = yaml.load(into.read_text()), yaml.load(overlay.read_text())
     if not isinstance(extra, dict):
         raise ParamsError(f"{overlay}: top level: expected a mapping")
-    _merge(base, extra)
+    merge_overlay(base, extra)
     parse_params(_plain(base), f"{into} + {overlay}")  # refuse before writing
     buf = io.StringIO()
     yaml.dump(base, buf)
