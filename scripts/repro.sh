@@ -3,4 +3,6 @@
 # Extra arguments go to `dvc repro` (e.g. a stage name).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# params.yaml first: DVC deletes a stage's outputs before the stage could refuse a typo.
+python -m showo_turbo.pipeline.params params.yaml
 dvc repro "$@"

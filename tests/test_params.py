@@ -184,3 +184,23 @@ def test_replace_validates_again():
         replace(p.trajectories, steps=0)
     again = replace(p, trajectories=replace(p.trajectories, steps=8))
     assert again.world == p.world and again.trajectories.steps == 8
+
+
+def test_the_params_check_runs_before_dvc_and_names_the_file(tmp_path):
+    """scripts/repro.sh checks params.yaml before `dvc repro` (which deletes a stage's outputs before the
+    stage could refuse a typo); an empty file or a typo is one line naming the file and the key."""
+    import subprocess
+    import sys
+
+    lines = (ROOT / "scripts" / "repro.sh").read_text().splitlines()
+    check = lines.index("python -m showo_turbo.pipeline.params params.yaml")
+    assert check < next(i for i, line in enumerate(lines) if line.startswith("dvc repro"))
+    empty, typo = tmp_path / "empty.yaml", tmp_path / "typo.yaml"
+    empty.write_text("")
+    typo.write_text((ROOT / "params.yaml").read_text().replace("  batch_mmu: 16 ", "  batch_mmu: sixteen ", 1))
+    for path, message in ((empty, "top level: expected a mapping, got None"),
+                          (typo, "distill.batch_mmu: expected an integer, got 'sixteen'")):
+        run = subprocess.run([sys.executable, "-m", "showo_turbo.pipeline.params", str(path)], capture_output=True, text=True)
+        assert run.returncode == 1 and run.stderr == f"showo_turbo.pipeline.params: {path}: {message}\n"
+    ok = subprocess.run([sys.executable, "-m", "showo_turbo.pipeline.params", str(ROOT / "params.yaml")], capture_output=True)
+    assert ok.returncode == 0 and ok.stderr == b""

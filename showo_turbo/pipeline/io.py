@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import FileFormatError
+from .errors import FileFormatError, ShowoError
 
 
 _UMASK = os.umask(0)
@@ -177,3 +177,31 @@ class LossLog:
                 log_loss_row(self.live, step, means, self.prefix, **extra_metrics)
         self.sums, self.n = {}, 0
         return means
+
+
+class FolderBusyError(ShowoError, RuntimeError):
+    """Another process is writing a folder that a run resumes (a checkpoint, a store, a student)."""
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | Path) -> Iterator[Path]:
+    """Hold `<folder>.lock` while writing `folder`, so that two runs never train or collect into the
+    same folder (e.g. after `kill -9` of `dvc` alone, whose stage keeps running): a second writer is
+    refused in one line naming the folder and the holder's PID."""
+    import filelock
+
+    path = Path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f"{path.name}.lock"
+    lock = filelock.FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        holder = lock_path.read_text().strip() if lock_path.is_file() else ""
+        raise FolderBusyError(f"{path}: another process (PID {holder or 'unknown'}) is writing it; "
+                              f"wait for it or stop it") from None
+    try:
+        lock_path.write_text(str(os.getpid()))
+        yield path
+    finally:
+        lock.release()

@@ -490,3 +490,21 @@ def to_dict(params: Any) -> dict:
             return {k: conv(v) for k, v in x.items()}
         return x
     return conv(params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m showo_turbo.pipeline.params [PATH]`: check a params file (scripts/repro.sh runs it
+    before `dvc repro`, which would otherwise delete a stage's outputs before the stage sees a typo)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Check a params file; one line naming the key when it is not valid.")
+    ap.add_argument("path", nargs="?", default="params.yaml")
+    load_params(ap.parse_args(argv).path)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .errors import run_cli
+    sys.exit(run_cli(main, "showo_turbo.pipeline.params"))

@@ -11,6 +11,7 @@ uninterrupted one would have.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -22,7 +23,7 @@ import torch
 from ..methods import method_module
 from ..model.showo import ShowoModel, resolve_precision, save_model
 from ..pipeline.errors import run_cli
-from ..pipeline.io import LossLog, atomic_dir, load_json, save_json
+from ..pipeline.io import LossLog, atomic_dir, exclusive_folder, load_json, save_json
 from ..pipeline.params import DistillParams, StageEntry, load_params, to_dict
 from ..pipeline.shards import sha256_of
 from .loop import resume_point, start_over, train_steps
@@ -73,6 +74,12 @@ def distill_stage(stage: StageEntry, dp: DistillParams, trajectories_dir: str | 
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     device = "cpu" if cpu or not torch.cuda.is_available() else "cuda"
     acc = Accelerator(cpu=cpu, mixed_precision="bf16" if resolve_precision(dp.precision, device) == "bf16" else "no")
+    with exclusive_folder(out) if acc.is_main_process else contextlib.nullcontext():  # one run per folder
+        return _train_stage(acc, method, stage, dp, trajectories_dir, out, live, max_steps, progress, teacher_dir, restart)
+
+
+def _train_stage(acc, method, stage: StageEntry, dp: DistillParams, trajectories_dir: str | Path, out: Path, live,
+                 max_steps: int | None, progress: bool, teacher_dir: str | Path, restart: bool | None) -> dict:
     recipe = stage_recipe(stage, dp, trajectories_dir, teacher_dir)
     total = stage_steps(stage, dp)
     ckpt = out / "checkpoint"

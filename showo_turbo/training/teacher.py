@@ -21,7 +21,7 @@ import torch
 from ..evaluation.harness import eval_prompts_subset, mmu_eval, t2i_sweep
 from ..pipeline.errors import ShowoError
 from .loop import optimizer_update, resume_point, set_lr, start_over, train_steps, warmup_lr
-from ..pipeline.io import LossLog, atomic_dir, load_json, log_loss_row, read_torch_state, save_json
+from ..pipeline.io import LossLog, atomic_dir, exclusive_folder, load_json, log_loss_row, read_torch_state, save_json
 from ..model.showo import (CheckpointError, default_device, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from ..pipeline.params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
@@ -99,7 +99,12 @@ def train_teacher(world: World, recipe: TeacherTrainParams, out_dir: str | Path,
     A checkpoint of another recipe is refused unless `restart` (training.loop.resume_point).
     `max_steps` stops early (e.g. to simulate an interruption); `live` is a DVCLive `Live` or None;
     `device` is where the model runs (the data stream is the same on every device)."""
-    out = Path(out_dir)
+    with exclusive_folder(out_dir):  # one run per folder
+        return _train(world, recipe, Path(out_dir), live, max_steps, device, restart)
+
+
+def _train(world: World, recipe: TeacherTrainParams, out: Path, live, max_steps: int | None, device: str | torch.device,
+           restart: bool | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     cfg = model_config_for(world, recipe.preset)

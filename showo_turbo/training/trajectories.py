@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..model.showo import ShowoModel, autocast, mmu_prefix
+from ..pipeline.io import exclusive_folder
 from ..pipeline.params import TrajectoryParams, to_dict
 from ..model.sampling import T2IResult, jacobi_generate, left_pad, t2i_generate
 from ..pipeline.shards import ShardReader, ShardWriter, read_manifest
@@ -137,15 +138,16 @@ def collect_t2i(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
     Resumes a store written with the same params and teacher; `restart` starts over one written otherwise."""
     caps, lens = training_captions(world, tp.captions, tp.seed)
     caps, lens = caps.repeat_interleave(tp.samples_per_caption, 0), lens.repeat_interleave(tp.samples_per_caption, 0)
-    writer = ShardWriter(out_dir, "t2i", store_params(model, tp), restart)
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
         rows = collect_t2i_batch(model, caps[b:e], lens[b:e], tp.steps, tp.cfg_scale, tp.decoding == "deterministic",
                                  tp.temperature, tp.top_k, _batch_generator(tp.seed, 1, b))
         return {"caption": caps[b:e].to(torch.int32), "caption_len": lens[b:e].to(torch.int32), **rows}
 
-    _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress, model.device)
-    writer.finish(trajectories=len(caps), captions=tp.captions)
+    with exclusive_folder(out_dir):
+        writer = ShardWriter(out_dir, "t2i", store_params(model, tp), restart)
+        _write_store(writer, len(caps), tp, batch_rows, "T2I trajectories", progress, model.device)
+        writer.finish(trajectories=len(caps), captions=tp.captions)
     return ShardReader(out_dir, "t2i")
 
 
@@ -211,7 +213,6 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
     idx = torch.randperm(len(m["question"]), generator=torch.Generator().manual_seed(tp.seed))[:tp.mmu_questions]
     length = 4 + model.config.num_image_tokens + m["question"].shape[1]
     max_new = world.answer_tokens + 1  # the answer and its <|eot|>
-    writer = ShardWriter(out_dir, "mmu", store_params(model, tp), restart)
 
     def batch_rows(b: int, e: int) -> dict[str, torch.Tensor]:
         prompt = mmu_training_prompts(world, model.config, idx[b:e], length)
@@ -220,9 +221,11 @@ def collect_mmu(model: ShowoModel, world, tp: TrajectoryParams, out_dir: str | P
         repetitive = torch.tensor([has_repetition(a[:n].tolist()) for a, n in zip(rows["answer"], rows["answer_len"])])
         return {"prompt": prompt.to(torch.int32), "example": idx[b:e].to(torch.int32), **rows, "repetitive": repetitive}
 
-    _write_store(writer, len(idx), tp, batch_rows, "MMU trajectories", progress, model.device)
-    reader = ShardReader(out_dir, "mmu", require_complete=False)
-    writer.finish(questions=len(idx), repetitive=sum(int(s["repetitive"].sum()) for s in reader))
+    with exclusive_folder(out_dir):
+        writer = ShardWriter(out_dir, "mmu", store_params(model, tp), restart)
+        _write_store(writer, len(idx), tp, batch_rows, "MMU trajectories", progress, model.device)
+        reader = ShardReader(out_dir, "mmu", require_complete=False)
+        writer.finish(questions=len(idx), repetitive=sum(int(s["repetitive"].sum()) for s in reader))
     return ShardReader(out_dir, "mmu")
 
 
