@@ -29,3 +29,17 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_dvc_analytics_off():
     assert "analytics = false" in (ROOT / ".dvc" / "config").read_text()
+
+
+def test_method_doc_references_resolve():
+    """Every `docs/method.md, section N` in the code, notebooks and README names a section that exists,
+    and nothing cites a design file that is not in the repository."""
+    import re
+
+    doc = (ROOT / "docs" / "method.md").read_text()
+    sections = {int(n) for n in re.findall(r"^## (\d+)\.", doc, flags=re.M)}
+    files = [ROOT / "README.md", *(ROOT / "showo_turbo").rglob("*.py"), *(ROOT / "notebooks").glob("*.ipynb"),
+             *(ROOT / "tests").glob("*.py")]
+    cited = {(f.name, int(n)) for f in files for n in re.findall(r"docs/method\.md, section (\d+)", f.read_text())}
+    assert cited and all(n in sections for _, n in cited), sorted(cited)
+    assert not [f.name for f in files if f.name != "test_packaging.py" and "DESIGN.md" in f.read_text()]

@@ -37,7 +37,7 @@ def prompts(micro_world, model):
 
 
 def expected_masked_counts(N: int, T: int, min_remask: int = 1) -> list[int]:
-    """Masked positions after each step, straight from DESIGN.md 1.1."""
+    """Masked positions after each step, straight from the schedule in docs/method.md, section 3."""
     unknown, out = N, []
     for k in range(T):
         n = math.floor(N * math.cos((k + 1) / T * math.pi / 2))

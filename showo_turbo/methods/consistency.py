@@ -1,5 +1,5 @@
 """Show-o Turbo's segmented consistency distillation, the paper's method (`method: consistency`;
-docs/method.md, "Image consistency loss").
+docs/method.md, section 5).
 
 One curriculum stage cuts every teacher trajectory into S segments and trains the student to jump
 from any state straight to where its segment ends. One update:

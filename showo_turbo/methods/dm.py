@@ -1,6 +1,6 @@
 """Noise-input distribution matching (`method: dm`, preset params/dm.yaml): a few-step image
 student beside the paper's curriculum (Di[M]O, Zhu et al., ICCV 2025, arXiv 2503.15457;
-docs/method.md, "Distribution matching").
+docs/method.md, section 6).
 
 From an all-[MASK] state a one-pass student has nothing to choose a layout with: its product of
 per-position distributions can only hedge across layouts. Here the student (the generator) starts

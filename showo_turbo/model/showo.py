@@ -1,7 +1,7 @@
 """The unified Show-o model: a Phi backbone (qk-layernorm on) over one vocabulary of text, Show-o's
 special tokens, image codes and [MASK]; prompt builders; omni-attention masks; training losses.
 
-Sequences (DESIGN.md 1.1):
+Sequences (docs/method.md, section 1):
     T2I  [PAD..][<|t2i|>][<|sot|>] caption [<|eot|>][<|soi|>] image x N [<|eoi|>]   (caption left-padded)
     MMU  [<|mmu|>][<|soi|>] image x N [<|eoi|>][<|sot|>] question answer [<|eot|>]
 

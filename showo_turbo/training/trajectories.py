@@ -1,4 +1,4 @@
-"""Teacher trajectories for consistency distillation (DESIGN.md 1.1, "Trajectory collection").
+"""Teacher trajectories for consistency distillation (docs/method.md, section 4).
 
 T2I: the teacher samples each training caption with CFG over T MaskGIT steps, deterministically
 (argmax, no Gumbel noise, as in the paper) or stochastically (several seeded samples per caption).
