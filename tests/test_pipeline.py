@@ -172,6 +172,28 @@ def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
     assert page.is_file() and "Plotly.newPlot(" in page.read_text()
 
 
+def test_results_md_is_the_metrics(micro_repo):
+    """RESULTS.md, written by the evaluate stage, holds every arm's figures exactly as evaluate.json has
+    them (read back from the Markdown cells, not regenerated), and where they were measured."""
+    m = json.loads((micro_repo / "metrics" / "evaluate.json").read_text())
+    text = (micro_repo / "RESULTS.md").read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): [c.strip() for c in line.strip(" |").split(" | ")[1:]]
+            for line in text.splitlines() if line.startswith("| ") and not line.startswith("| arm")}
+    steps = sorted(int(k.split("_")[1]) for k in m["t2i"]["teacher_cfg"])
+    ref = m["t2i"]["teacher_cfg"][f"steps_{steps[-1]}"]
+    for arm, by_steps in m["t2i"].items():
+        for i, t in enumerate(steps):
+            r = by_steps[f"steps_{t}"]
+            cell = rows[arm][i]
+            assert cell.startswith(f"{r['score']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"), (arm, t, cell)
+            if arm.startswith("turbo") and ref["score"]:
+                assert f"{r['score'] / ref['score']:.2f}x" in cell
+    for arm, r in m["mmu"].items():
+        assert rows[arm] == [f"{r['accuracy']:.3f}", f"{r['forwards_per_token']:.3f}", f"{r['forwards_per_token_block']:.3f}",
+                             f"{r['tokens_per_second']:.1f}", f"{r['tokens_per_second_batch1']:.1f}"]
+    assert m["machine"]["cpu"] in text and m["machine"]["date"] in text
+
+
 def test_dvc_exp_run_with_a_changed_param(micro_repo):
     """Last in this module: it leaves the experiment's params in the scratch workspace."""
     run([BIN / "dvc", "exp", "run", "-S", "evaluate.images_per_prompt=1"], micro_repo)
