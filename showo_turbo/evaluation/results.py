@@ -1,6 +1,8 @@
-"""RESULTS.md, written by the evaluate stage from its own metrics: no figure in it is typed by hand.
+"""RESULTS.md and metrics/headline.json, written by the evaluate stage from its own metrics: no figure
+in them is typed by hand.
 
     text = results_markdown(metrics)        # metrics/evaluate.json as a dict, with its `machine` record
+    headline(metrics)                       # the few figures DVC shows as metrics (`dvc metrics show`, `dvc exp show`)
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def results_markdown(metrics: dict) -> str:
         lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['forwards_per_token']:.3f} | {r['forwards_per_token_block']:.3f} | "
                      f"{r['tokens_per_second']:.1f} | {r['tokens_per_second_batch1']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def headline(metrics: dict) -> dict:
+    """The figures `dvc metrics show` and `dvc exp show` list, few enough for a terminal: teacher_cfg's
+    score at the most steps, the curriculum student's (`turbo`) at every other step count, and its
+    Jacobi passes per token and batch-1 text speed against the teacher's AR. The full record stays in
+    metrics/evaluate.json."""
+    t2i, mmu = metrics["t2i"], metrics["mmu"]
+    steps = sorted(int(k.split("_")[1]) for k in t2i["teacher_cfg"])
+    def score(arm: str, t: int) -> float | None:  # None: a world without a scorer
+        s = t2i[arm][f"steps_{t}"].get("score")
+        return None if s is None else round(s, 4)
+    out = {f"teacher_cfg@{steps[-1]}": score("teacher_cfg", steps[-1]), **{f"turbo@{t}": score("turbo", t) for t in steps[:-1]}}
+    out["passes/token"] = round(mmu["turbo_jacobi"]["forwards_per_token"], 3)
+    out["text_speedup_b1"] = round(mmu["turbo_jacobi"]["tokens_per_second_batch1"] / mmu["teacher_ar"]["tokens_per_second_batch1"], 3)
+    return out
 
 
 def write_results(metrics: dict, path: str | Path) -> Path:
