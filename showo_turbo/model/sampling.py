@@ -266,10 +266,14 @@ class _Decoder:
             B, n = block.shape
             allowed = torch.cat([torch.cat([allowed, torch.zeros(B, P, n, dtype=torch.bool)], 2),
                                  self._block_rows(n)], 1)
-            positions = torch.cat([positions, self.next_pos.view(B, 1) + torch.arange(n).view(1, n)], 1)
+            positions = torch.cat([positions, self._next_positions(n)], 1)
             ids = torch.cat([prompt, block], 1)
         logits = self._logits(ids, additive(allowed), positions)
         self.last_logits, self.block_logits = logits[:, P - 1], (logits[:, P:] if block is not None else None)
+
+    def _next_positions(self, n: int) -> torch.Tensor:
+        """[B, n] the positions of n tokens after the accepted prefix."""
+        return self.next_pos.view(-1, 1) + torch.arange(n).view(1, n)
 
     def _block_rows(self, n: int) -> torch.Tensor:
         """[B, n, past + n] the attention of n new tokens: every valid cached key, causal among themselves."""
@@ -288,9 +292,8 @@ class _Decoder:
 
     def extend(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, n] (causal among themselves, seeing every valid cached key); returns logits [B, n, V]."""
-        B, n = tokens.shape
-        pos = self.next_pos.view(B, 1) + torch.arange(n).view(1, n)
-        return self._logits(tokens, additive(self._block_rows(n)), pos)
+        n = tokens.shape[1]
+        return self._logits(tokens, additive(self._block_rows(n)), self._next_positions(n))
 
     def accept(self, n: int) -> None:
         self.valid = torch.cat([self.valid, torch.ones(self.valid.shape[0], n, dtype=torch.bool)], 1)
@@ -403,15 +406,11 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
             if stop == "eot":
                 settled = settled | _answer_known(new, guess, eot)
                 ended_at = torch.where((ended_at == 0) & settled, k, ended_at)
-            if torch.equal(new, guess) or bool(settled.all()):
-                tail_logits = logits[:, -1]
-                break
             # A prefix a pass left unchanged is final (each of its tokens was predicted from the same
             # tokens before it): its keys and values stay in the cache and the next pass skips it.
             same = (new[:, kept:] == guess[:, kept:]) | settled.view(B, 1)
             stable = int(same.long().cumprod(-1).sum(-1).min())
-            if kept + stable == width:  # every active row is final; only finished rows' filler still moves
-                tail_logits = logits[:, -1]
+            if kept + stable == width:  # every row unchanged or settled: the block is done
                 break
             dec.rollback(width - kept - stable)
             dec.accept(stable)
@@ -420,9 +419,8 @@ def jacobi_generate(model: ShowoModel, prompt: torch.Tensor, max_new_tokens: int
         else:  # not converged within `limit`: the last guess is exact up to `limit` tokens; recompute its cache
             logits = dec.extend(guess[:, kept:])
             forwards += 1
-            tail_logits = logits[:, -1]
         dec.accept(width - kept)
-        dec.last_logits = tail_logits
+        dec.last_logits = logits[:, -1]
         traj = torch.stack(states)  # [iterations + 1, B, n]
         final = traj[-1]
         its, ff, st = _block_stats(traj, _up_to_eot(final, eot) if stop == "eot" else None)
