@@ -37,10 +37,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from showo_turbo.evaluation.benchmark import arm_codes, student_arms, t2i_arms  # noqa: E402
-from showo_turbo.evaluation.harness import decode_codes, encode_captions, eval_prompts_subset  # noqa: E402
-from showo_turbo.model.sampling import t2i_generate  # noqa: E402
-from showo_turbo.model.showo import autocast, default_device, load_model  # noqa: E402
+from showo_turbo.evaluation.benchmark import T2IArm, arm_images, student_arms, t2i_arms, timed_generate  # noqa: E402
+from showo_turbo.evaluation.harness import encode_captions, eval_prompts_subset  # noqa: E402
+from showo_turbo.model.showo import default_device, load_model  # noqa: E402
 from showo_turbo.pipeline.errors import run_cli  # noqa: E402
 from showo_turbo.pipeline.io import load_json, save_json, write_safetensors  # noqa: E402
 from showo_turbo.pipeline.params import parse_params, replace, to_dict  # noqa: E402
@@ -82,19 +81,17 @@ def timed(fn) -> float:
 
 
 def eval_seconds(teacher, world, ep, n_images: int, student_steps: list[int], n_students: int) -> float:
-    """The scores' cost from one timed batch: CFG at the most steps, and no CFG at 4 steps (a student)."""
+    """The scores' cost from one timed batch (the evaluate stage's `timed_generate`): CFG at the most
+    steps, and no CFG at 4 steps (a student)."""
     prompts = eval_prompts_subset(world, ep.prompts_per_category)[:ep.batch_size]
     caps, lens = encode_captions(world, [p.text for p in prompts])
-
-    def run(steps, cfg):
-        with autocast(ep.precision, teacher.device):
-            t2i_generate(teacher, caps, lens, steps=steps, cfg_scale=cfg, sample=ep.sample, temperature=ep.temperature,
-                         generator=torch.Generator().manual_seed(0))
-    run(1, ep.teacher_cfg_scale)  # warm-up
     T = max(ep.steps)
-    cfg = timed(lambda: run(T, ep.teacher_cfg_scale)) / len(prompts)
-    plain = timed(lambda: run(4, 0.0)) / len(prompts) / 4
-    return n_images * (cfg + n_students * sum(student_steps) * plain)
+    guided = T2IArm("teacher_cfg", teacher, ep.teacher_cfg_scale, {1: None, T: None}, ep.temperature)
+    plain = T2IArm("no_cfg", teacher, 0.0, {4: None}, ep.temperature)
+    timed_generate(guided, caps, lens, 1, ep, 0)  # warm-up
+    per_cfg_image = timed_generate(guided, caps, lens, T, ep, 0) / len(prompts)
+    per_plain_step = timed_generate(plain, caps, lens, 4, ep, 0) / len(prompts) / 4
+    return n_images * (per_cfg_image + n_students * sum(student_steps) * per_plain_step)
 
 
 def plan_trajectories(teacher, world, tp, seconds: float) -> dict:
@@ -147,7 +144,7 @@ def score_arms(params, world, work: Path, teacher) -> dict:
     T, scorer, out = max(ep.steps), world.scorer(), {}
     for arm in arms:
         for t in ([T] if arm.name == "teacher_cfg" else [s for s in ep.steps if s != T]):
-            images = decode_codes(world, arm_codes(arm, world, prompts, t, ep).codes)
+            images = arm_images(arm, world, prompts, t, ep)
             row = scorer.score(images, scored, ep.bootstrap, ep.seed).to_dict() if scorer is not None else {}
             out.setdefault(arm.name, {})[f"steps_{t}"] = {k: row[k] for k in ("score", "ci_low", "ci_high") if k in row}
     ref = out["teacher_cfg"][f"steps_{T}"].get("score")

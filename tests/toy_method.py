@@ -10,18 +10,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from showo_turbo.methods.consistency import Params  # noqa: F401  (the same section keys: steps, batch_t2i, lr)
 from showo_turbo.methods.text import TrajectoryBatches
 from showo_turbo.model.showo import image_state_ids, load_model, save_model, t2i_sequences
-from showo_turbo.pipeline.params import NonNeg, PosInt, Section
 from showo_turbo.training.loop import optimizer_update, set_lr, warmup_lr
 
 USES_TEACHER = False
-
-
-class Params(Section):
-    steps: PosInt
-    batch_t2i: PosInt
-    lr: NonNeg
 
 
 def sampler_start(section: Params) -> dict:

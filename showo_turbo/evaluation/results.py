@@ -12,20 +12,15 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..model.showo import hardware
 from ..pipeline.io import atomic_path
 
 
 def machine(device: str, precision: str) -> dict:
     """Where the figures were measured: CPU model and cores, GPU, torch, the resolved precision, the date."""
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-            "torch": torch.__version__, "precision": precision, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    hw = hardware()
+    return {"cpu": hw["cpu"] or platform.processor(), "cores": os.cpu_count(), "gpu": hw["gpu"] if device == "cuda" else None,
+            "torch": hw["torch"], "precision": precision, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
 def _cell(row: dict, ref: dict | None) -> str:

@@ -316,6 +316,17 @@ def has_fast_bf16(device: str | torch.device = "cpu") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def hardware() -> dict:
+    """What a run ran on: the CPU model, torch's threads, the GPU (None without one), torch, the platform."""
+    import platform
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {"cpu": cpu, "cpu_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
     """`auto` -> bf16 where it is native on `device` (has_fast_bf16), else fp32; bf16 / fp32 as given."""
     if precision not in PRECISIONS:

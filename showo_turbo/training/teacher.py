@@ -10,9 +10,7 @@ steps, and a rerun resumes from the last one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from ..evaluation.harness import eval_prompts_subset, mmu_eval, t2i_sweep
 from ..pipeline.errors import ShowoError
 from .loop import optimizer_update, resume_point, set_lr, start_over, train_steps, warmup_lr
 from ..pipeline.io import LossLog, atomic_dir, exclusive_folder, load_json, log_loss_row, read_torch_state, save_json
-from ..model.showo import (CheckpointError, default_device, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
+from ..model.showo import (CheckpointError, default_device, hardware, ShowoConfig, ShowoModel, autocast, load_model, load_official_showo, official_showo_config, lm_loss, mask_image_tokens, mmu_loss,
                     mmu_sequences, preset_config, save_model, t2i_loss, t2i_sequences)
 from ..pipeline.params import TeacherEvalParams, TeacherParams, TeacherTrainParams, to_dict
 from ..evaluation.sample_store import SampleStore
@@ -150,14 +148,6 @@ CARD_FORMAT = "showo-turbo/teacher-card/1"
 
 class TeacherMismatchError(ShowoError, RuntimeError):
     """The shipped teacher was trained on another world (vocabulary, codebook or lengths differ)."""
-
-
-def hardware() -> dict:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    return {"cpu": cpu, "cpu_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "platform": platform.platform()}
 
 
 def read_card(folder: str | Path) -> dict:
