@@ -41,3 +41,24 @@ def make_distill_workdir(micro_world, micro_params, tmp_path_factory):
         collect_mmu(teacher, micro_world, tp, root / "data" / "trajectories" / "mmu", progress=False)
         return root
     return make
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by selenium (Debian `chromium` + `chromium-driver`; scripts/test.sh installs them)."""
+    import shutil
+
+    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_bin):
+        pytest.fail("chromium and chromedriver are needed (Debian packages chromium, chromium-driver; "
+                    "scripts/test.sh installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,1400"):
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(driver_bin), options=opts)
+    yield drv
+    drv.quit()

@@ -3,7 +3,6 @@
 change the rendered picture, and neither picture may be blank."""
 
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -29,24 +28,6 @@ def page(micro_world, tmp_path_factory):
     mmu = mmu_prompts(micro_world, questions[:1], scenes[:1], model.config)
     jac = Wd.sampled_jacobi_traces(model, micro_world, mmu[0], "teacher", 8, 4)
     return Wd.export_html(t2i, jac, tmp_path_factory.mktemp("export") / "explore.html")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_bin):
-        pytest.fail("chromium and chromedriver are needed (Debian packages chromium, chromium-driver; "
-                    "scripts/test.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    opts = Options()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,1400"):
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(driver_bin), options=opts)
-    yield drv
-    drv.quit()
 
 
 def shot(element) -> np.ndarray:

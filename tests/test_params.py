@@ -23,14 +23,14 @@ def error_of(data) -> str:
     return msg
 
 
-def overlaid(overlay: str) -> dict:
-    """params.yaml with params/<overlay>.yaml merged in (pipeline.presets), as a dict."""
+def overlaid(overlay: str, onto: Path = ROOT / "params.yaml") -> dict:
+    """`onto` (params.yaml) with params/<overlay>.yaml merged in (pipeline.presets), as a dict."""
     import shutil
     import tempfile
 
     from showo_turbo.pipeline.presets import apply_overlay
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(ROOT / "params.yaml", Path(tmp) / "params.yaml")
+        shutil.copy(onto, Path(tmp) / "params.yaml")
         apply_overlay(ROOT / "params" / f"{overlay}.yaml", Path(tmp) / "params.yaml")
         return yaml.safe_load((Path(tmp) / "params.yaml").read_text())
 
@@ -59,6 +59,32 @@ def test_the_default_pipeline_is_the_papers_method_and_the_dm_overlay_adds_an_ar
     assert with_dm.distill.method("dm").mask_ratio == 0.6
     text = (ROOT / "params.yaml").read_text()
     assert text.splitlines()[0].startswith("# Pipeline parameters")  # the overlay keeps params.yaml's comments
+
+
+def test_the_real_showo_presets_hold_the_official_settings_and_take_the_micro_overlay():
+    """params/showo-256.yaml and showo-512.yaml (zhijie-group/Show-o-Turbo's values), alone and with the
+    micro overlay the showo pipeline test runs: only folders and sizes change."""
+    expected = {"showo-256": (256, 16, 1.75, ["seg4", "seg2", "seg1"], {2: 200, 4: 200, 8: 0, 16: 0}),
+                "showo-512": (512, 32, 10.0, ["seg8", "seg4", "seg2", "seg1"], {2: 200, 4: 500, 8: 0, 16: 0, 32: 0})}
+    for preset, (size, steps, cfg, stages, top_k) in expected.items():
+        p = load_params(ROOT / "params" / f"{preset}.yaml")
+        assert (p.world.kind, p.world.image_size, p.teacher.source) == ("showo", size, "showo")
+        assert (p.trajectories.steps, p.trajectories.cfg_scale, p.trajectories.decoding) == (steps, cfg, "deterministic")
+        assert list(p.distill.stages) == stages and p.distill.method("consistency").lr == 1e-5 and p.distill.warmup_steps == 0
+        assert (p.distill.weight_image, p.distill.weight_lm, p.distill.weight_text, p.distill.ar_multiplier) == (1.0, 0.1, 0.5, 10.0)
+        assert p.evaluate.student_top_k == top_k and p.evaluate.teacher_cfg_scale == cfg
+        micro = parse_params(overlaid("showo-micro", ROOT / "params" / f"{preset}.yaml"))
+        assert micro.world.image_size == 64 and micro.world.tokenizer_dir.startswith("inputs/official/")
+        assert micro.trajectories.cfg_scale == cfg and list(micro.distill.stages) == [*stages, "dm"]
+
+
+def test_a_real_world_input_outside_inputs_is_refused_by_key():
+    data = yaml.safe_load((ROOT / "params" / "showo-256.yaml").read_text())
+    data["world"]["t2i_eval"] = "/data/geneval/evaluation_metadata.jsonl"
+    assert error_of(data).startswith("params.yaml: world.t2i_eval: must lie under inputs/")
+    data = yaml.safe_load((ROOT / "params" / "showo-256.yaml").read_text())
+    data["teacher"]["showo_dir"] = "../show-o"
+    assert error_of(data).startswith("params.yaml: teacher.showo_dir: must lie under inputs/")
 
 
 def test_curriculum_errors_name_the_stage():

@@ -173,6 +173,33 @@ def test_dvc_repro_runs_the_evaluation_and_the_explorer(micro_repo):
     assert page.is_file() and "Plotly.newPlot(" in page.read_text()
 
 
+def test_reports_show_their_charts_offline(micro_repo, browser):
+    """An executed report converted to HTML (as a code host or `jupyter nbconvert` shows it) draws its
+    charts with no kernel and no network: they are PNGs inside the page, and each one decodes to a
+    picture that is not blank. The explorer's report keeps no widget state (its page is the artefact)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    out = micro_repo.parent / "html"
+    # evaluate: score and seconds vs steps + the sample grid; distill: the loss curves; teacher: score vs steps + samples
+    for report, charts in (("04_evaluate", 3), ("03_distill_seg1", 1), ("01_teacher", 2)):
+        run([BIN / "jupyter", "nbconvert", "--to", "html", f"reports/{report}.ipynb", "--output-dir", str(out)], micro_repo)
+        browser.get((out / f"{report}.html").as_uri())
+        images = [i for i in browser.find_elements(By.TAG_NAME, "img") if i.get_attribute("src").startswith("data:image/png")]
+        assert len(images) >= charts, (report, len(images))
+        for img in images:
+            assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 50, report
+            browser.execute_script("arguments[0].scrollIntoView()", img)
+            picture = np.asarray(Image.open(io.BytesIO(img.screenshot_as_png)).convert("L"), dtype=float)
+            assert picture.std() > 10, f"{report}: a blank chart"
+    explore = micro_repo / "reports" / "05_explore.ipynb"
+    assert "widget-state" not in explore.read_text() and explore.stat().st_size < 5 * 2**20
+
+
 def test_results_md_is_the_metrics(micro_repo):
     """RESULTS.md, written by the evaluate stage, holds every arm's figures exactly as evaluate.json has
     them (read back from the Markdown cells, not regenerated), and where they were measured."""
@@ -193,6 +220,31 @@ def test_results_md_is_the_metrics(micro_repo):
         assert rows[arm] == [f"{r['accuracy']:.3f}", f"{r['forwards_per_token']:.3f}", f"{r['forwards_per_token_block']:.3f}",
                              f"{r['tokens_per_second']:.1f}", f"{r['tokens_per_second_batch1']:.1f}"]
     assert m["machine"]["cpu"] in text and m["machine"]["date"] in text
+    # minutes per stage: each earlier stage's runner-recorded wall time, as its own metrics file has it
+    stages = ["world", "teacher", "trajectories", *(f"distill@{n}" for n in load_params(micro_repo / "params.yaml").distill.stages)]
+    per_stage = m["minutes_per_stage"]
+    assert list(per_stage) == stages
+    for stage, minutes in per_stage.items():
+        name = f"distill/{stage[8:]}" if stage.startswith("distill@") else stage
+        recorded = json.loads((micro_repo / "metrics" / f"{name}.json").read_text())["stage_minutes"]
+        assert minutes == recorded and minutes > 0, (stage, minutes, recorded)
+    lines = text.splitlines()
+    header = lines.index("| " + " | ".join(stages) + " | sum |")
+    assert lines[header + 2] == "| " + " | ".join(f"{v:.1f}" for v in per_stage.values()) + f" | {sum(per_stage.values()):.1f} |"
+    assert m["stage_minutes"] > 0  # the evaluate stage's own, recorded by its runner after the notebook
+
+
+def test_readme_explorer_snippet_runs_as_written(micro_repo):
+    """The README's `jupyter lab` snippet, run at the root of a finished (micro) run, builds the explorer."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Exploring trajectories", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    # the last statement is the widget a notebook cell displays: keep it in a name, then check it
+    assert code.count("\nex.T2IExplorer(") == 1, code
+    body = code.replace("\nex.T2IExplorer(", "\nexplorer = ex.T2IExplorer(")
+    body += "\nassert type(explorer).__name__ == 'T2IExplorer' and len(explorer.figures) == 2, explorer.figures\n"
+    (micro_repo.parent / "snippet.py").write_text(body)
+    run([BIN / "python", micro_repo.parent / "snippet.py"], micro_repo)
 
 
 def test_dvc_metrics_show_fits_a_terminal(micro_repo):

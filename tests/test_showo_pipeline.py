@@ -1,5 +1,6 @@
-"""The pipeline on the real Show-o world at micro scale (params/showo-micro.yaml): small stand-ins of
-the official folders (tests/official_folders.py) in a scratch copy, `dvc repro` through world ->
+"""The pipeline on the real Show-o world at micro scale (params/showo-256.yaml with the overlay
+params/showo-micro.yaml): small stand-ins of the official folders (tests/official_folders.py) under
+inputs/ in a scratch copy, `dvc repro` through world ->
 teacher (the official checkpoint's loader) -> trajectories -> distillation -> evaluation with the
 GenEval export -> explorer, and nbval over the executed reports."""
 
@@ -20,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    dest = make_scratch_copy(tmp_path_factory.mktemp("showo-micro") / "repo", preset="showo-micro", src=ROOT)
-    run([sys.executable, "tests/official_folders.py", "official"], dest)
+    dest = make_scratch_copy(tmp_path_factory.mktemp("showo-micro") / "repo", preset="showo-256", src=ROOT,
+                             overlays=["showo-micro"])
+    run([sys.executable, "tests/official_folders.py", "inputs/official"], dest)
     res = run([BIN / "dvc", "repro"], dest)
     (dest.parent / "repro.log").write_text(res.stdout + res.stderr)
     return dest
@@ -29,7 +31,8 @@ def repo(tmp_path_factory):
 
 def test_every_stage_ran_on_the_real_world(repo):
     out = (repo.parent / "repro.log").read_text()
-    for stage in ("world", "teacher", "trajectories", "distill@seg1", "distill@dm", "evaluate", "explore"):
+    for stage in ("world", "teacher", "trajectories", "distill@seg4", "distill@seg2", "distill@seg1", "distill@dm",
+                  "evaluate", "explore"):
         assert f"Running stage '{stage}'" in out
     assert "Traceback" not in out
     assert json.loads((repo / "data" / "world" / "world.json").read_text())["format"] == "showo-turbo/showo-world/1"
@@ -42,7 +45,7 @@ def test_every_stage_ran_on_the_real_world(repo):
 def test_the_evaluation_reports_speed_and_mmu_and_exports_geneval_without_a_score(repo):
     ep = load_params(repo / "params.yaml").evaluate
     m = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    prompts = [json.loads(line) for line in (repo / "official" / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()]
+    prompts = [json.loads(line) for line in (repo / "inputs" / "official" / "prompts" / "evaluation_metadata.jsonl").read_text().splitlines()]
     for arm in ("teacher_cfg", "teacher_nocfg", "turbo", "turbo_dm"):
         for t in ep.steps:
             row = m["t2i"][arm][f"steps_{t}"]
@@ -59,6 +62,19 @@ def test_the_evaluation_reports_speed_and_mmu_and_exports_geneval_without_a_scor
 
 def test_the_reports_rerun_under_nbval(repo):
     reports = sorted(str(p.relative_to(repo)) for p in (repo / "reports").glob("*.ipynb"))
-    assert len(reports) == 7
+    assert len(reports) == 9
     run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", *reports], repo)
+
+
+def test_editing_an_input_file_reruns_the_world(repo):
+    """inputs/ is a dependency: an edited prompt file makes `dvc status` list `world` (and the teacher)."""
+    assert "up to date" in run([BIN / "dvc", "status"], repo).stdout
+    prompts = repo / "inputs" / "official" / "prompts" / "captions.txt"
+    original = prompts.read_text()
+    try:
+        prompts.write_text(original + "a caption added after the run\n")
+        status = run([BIN / "dvc", "status"], repo).stdout
+        assert "world:" in status and "teacher:" in status and "modified:           inputs" in status, status
+    finally:
+        prompts.write_text(original)

@@ -1,8 +1,9 @@
-"""RESULTS.md and metrics/headline.json, written by the evaluate stage from its own metrics: no figure
-in them is typed by hand.
+"""RESULTS.md, metrics/headline.json and the README's headline table, written from the evaluate
+stage's metrics: no figure in them is typed by hand.
 
     text = results_markdown(metrics)        # metrics/evaluate.json as a dict, with its `machine` record
     headline(metrics)                       # the few figures DVC shows as metrics (`dvc metrics show`, `dvc exp show`)
+    python -m showo_turbo.evaluation.results --readme README.md   # the README's table, from metrics/evaluate.json
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..model.showo import hardware
-from ..pipeline.io import atomic_path
+from ..pipeline.errors import FileFormatError
+from ..pipeline.io import atomic_path, load_json
+
+README_BEGIN = "<!-- headline:begin (written by `python -m showo_turbo.evaluation.results --readme README.md`) -->"
+README_END = "<!-- headline:end -->"
 
 
 def machine(device: str, precision: str) -> dict:
@@ -21,6 +26,16 @@ def machine(device: str, precision: str) -> dict:
     hw = hardware()
     return {"cpu": hw["cpu"] or platform.processor(), "cores": os.cpu_count(), "gpu": hw["gpu"] if device == "cuda" else None,
             "torch": hw["torch"], "precision": precision, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+
+
+def upstream_minutes(metrics_dir: str | Path, stages: list[str]) -> dict[str, float | None]:
+    """Each earlier stage's wall time, as its runner recorded it in its metrics file (`stage_minutes`;
+    None where the file or the record is missing). `stages`: world, teacher, trajectories, distill@<name>."""
+    out = {}
+    for stage in stages:
+        path = Path(metrics_dir) / (f"distill/{stage.split('@', 1)[1]}.json" if stage.startswith("distill@") else f"{stage}.json")
+        out[stage] = load_json(path).get("stage_minutes") if path.is_file() else None
+    return out
 
 
 def _cell(row: dict, ref: dict | None) -> str:
@@ -57,7 +72,46 @@ def results_markdown(metrics: dict) -> str:
     for arm, r in mmu.items():
         lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['forwards_per_token']:.3f} | {r['forwards_per_token_block']:.3f} | "
                      f"{r['tokens_per_second']:.1f} | {r['tokens_per_second_batch1']:.1f} |")
+    minutes = metrics.get("minutes_per_stage")
+    if minutes:
+        known = [m for m in minutes.values() if m is not None]
+        lines += ["", "## Minutes per stage", "",
+                  "Wall time of each stage before this one in the run that produced its inputs (the evaluate stage's "
+                  "own is `stage_minutes` in metrics/evaluate.json).", "",
+                  "| " + " | ".join(minutes) + " | sum |", "|---" * (len(minutes) + 1) + "|",
+                  "| " + " | ".join("" if m is None else f"{m:.1f}" for m in minutes.values()) + f" | {sum(known):.1f} |"]
     return "\n".join(lines) + "\n"
+
+
+def readme_table(metrics: dict) -> str:
+    """The README's headline: each arm's score at every step count (students without CFG), and the
+    text decoders' passes per token and batch-1 speed against the teacher's AR."""
+    t2i, mmu, m = metrics["t2i"], metrics["mmu"], metrics.get("machine", {})
+    steps = sorted({int(k.split("_")[1]) for rows in t2i.values() for k in rows})
+    lines = ["| T2I score | " + " | ".join(f"{t} step{'s' if t > 1 else ''}" for t in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for arm, rows in t2i.items():
+        cells = [f"{rows[f'steps_{t}']['score']:.3f}" if rows.get(f"steps_{t}", {}).get("score") is not None else "" for t in steps]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    ar = mmu["teacher_ar"]
+    lines += ["", "| text (held-out questions) | accuracy | passes per token | tokens/s at batch 1, vs teacher AR |", "|---|---|---|---|"]
+    for arm, r in mmu.items():
+        lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['forwards_per_token']:.3f} | "
+                     f"{r['tokens_per_second_batch1'] / ar['tokens_per_second_batch1']:.2f}x |")
+    lines += ["", f"Measured {m.get('date', '?')} on {m.get('gpu') or m.get('cpu', '?')}, {m.get('precision', '?')}."]
+    return "\n".join(lines)
+
+
+def write_readme_table(metrics: dict, readme: str | Path) -> Path:
+    """Replace the block between README_BEGIN and README_END in `readme` with `readme_table(metrics)`."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise FileFormatError(f"{readme}: no headline block ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with atomic_path(readme) as tmp:
+        tmp.write_text(f"{head}{README_BEGIN}\n{readme_table(metrics)}\n{README_END}{tail}")
+    return readme
 
 
 def headline(metrics: dict) -> dict:
@@ -81,3 +135,21 @@ def write_results(metrics: dict, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(results_markdown(metrics))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write the README's headline table from the evaluate stage's metrics.")
+    ap.add_argument("--metrics", default="metrics/evaluate.json")
+    ap.add_argument("--readme", default="README.md")
+    args = ap.parse_args(argv)
+    write_readme_table(load_json(args.metrics), args.readme)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ..pipeline.errors import run_cli
+    sys.exit(run_cli(main, "showo_turbo.evaluation.results"))

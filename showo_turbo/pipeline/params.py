@@ -34,6 +34,20 @@ class ParamsError(ShowoError, ValueError):
     """A params file is malformed; the message names the file and the dotted key."""
 
 
+INPUTS = "inputs"  # the folder of a real world's input files: a DVC dependency of the stages that read them (dvc.yaml)
+
+
+def outside_inputs(path: str) -> str | None:
+    """Why `path` cannot be a real world's input in a params file (None when it can): it must lie under
+    inputs/, so that DVC reruns the stages that read it when it changes. (The library's functions take
+    any path.)"""
+    parts = Path(path).parts
+    if len(parts) < 2 or parts[0] != INPUTS or ".." in parts:
+        return (f"must lie under {INPUTS}/ (a DVC dependency, so that editing it reruns what reads it; "
+                f"copy or `cp -rs` the folder there: DVC does not look inside a symlinked folder), got {path!r}")
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Field types: strict scalars (no bool for a number, no string for either), finite numbers,
 # choices and non-empty lists without duplicates, each failing with the project's wording.
@@ -341,6 +355,10 @@ class Params(Section):
         return {n: st for n, st in self.distill.stages.items() if st.arm is not None}
 
     def check(self) -> list[tuple[str, str]]:
+        if self.teacher.source == "showo":
+            for key in ("showo_dir", "showo_llm_dir"):
+                if outside_inputs(getattr(self.teacher, key)):
+                    return [(f"teacher.{key}", outside_inputs(getattr(self.teacher, key)))]
         stages = self.distill.stages
         for name, st in stages.items():
             if st.segments > self.trajectories.steps:
@@ -452,6 +470,9 @@ def parse_params(data: Any, source: str = "params") -> Params:
         if not isinstance(data, dict):
             raise ParamsError(f"top level: expected a mapping, got {data!r}")
         world = validate_section(_world_model(data.get("world")), data.get("world"), "world.") if "world" in data else None
+        for key in getattr(type(world), "INPUT_KEYS", ()):  # a real world's files: DVC must see them (dvc.yaml)
+            if outside_inputs(getattr(world, key)):
+                raise ParamsError(f"world.{key}: {outside_inputs(getattr(world, key))}")
         params = validate_section(Params, data)
         return params.model_copy(update={"world": world})
     except ParamsError as e:

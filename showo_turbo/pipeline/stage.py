@@ -18,6 +18,7 @@ import ast
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -95,6 +96,7 @@ def run_stage(stage: str, notebook: str | Path, report: str | Path, given: Seque
 
     parameters = typed_parameters(notebook, given)
     check_params(parameters)
+    start = time.monotonic()
     try:
         execute(notebook, report, parameters, progress)
     except PapermillExecutionError as e:
@@ -102,6 +104,30 @@ def run_stage(stage: str, notebook: str | Path, report: str | Path, given: Seque
         if e.ename in project_error_names():
             raise StageError(f"{one_line(e.evalue)} (report: {report})") from None
         raise
+    drop_widget_state(report)
+    record_minutes(parameters.get("metrics_path"), time.monotonic() - start)
+
+
+def drop_widget_state(report: str | Path) -> None:
+    """Remove the ipywidgets state a kernel saved into the executed notebook: it is megabytes of
+    figure data that no viewer without that kernel can use (the explorer's artefact is its HTML page)."""
+    import nbformat
+
+    from .io import atomic_path
+
+    nb = nbformat.read(str(report), as_version=4)
+    if nb.metadata.pop("widgets", None) is not None:
+        with atomic_path(report) as tmp:
+            nbformat.write(nb, str(tmp))
+
+
+def record_minutes(metrics_path: str | None, seconds: float) -> None:
+    """Add the stage's wall time (`stage_minutes`, kernel start included) to the metrics file its
+    notebook wrote, so that the evaluate stage can report minutes per stage (RESULTS.md)."""
+    from .io import load_json, save_json
+
+    if metrics_path and Path(metrics_path).is_file():
+        save_json({**load_json(metrics_path), "stage_minutes": round(seconds / 60, 2)}, metrics_path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """Real Show-o's section of params.yaml (`world:` with `kind: showo`). Every path is a local file
-or folder: nothing is fetched from a hub."""
+or folder (under inputs/ in a params file): nothing is fetched from a hub."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, StrictInt, StrictStr
 
@@ -12,6 +12,9 @@ from ...pipeline.params import Choice, NonNegInt, PosInt, Section
 
 class ShowoWorldParams(Section):
     """Show-o's tokenizers and the prompt / question files (stage `world`); params.yaml's comments say what each is."""
+
+    # The files and folders it reads: in a params file they must lie under inputs/ (pipeline.params).
+    INPUT_KEYS: ClassVar[tuple[str, ...]] = ("tokenizer_dir", "magvit_dir", "t2i_train", "t2i_eval", "mmu_train", "mmu_eval")
 
     kind: Choice("showo")
     tokenizer_dir: StrictStr
@@ -28,7 +31,7 @@ class ShowoWorldParams(Section):
     bootstrap: NonNegInt
 
     def check(self) -> list[tuple[str, str]]:
-        for key in ("tokenizer_dir", "magvit_dir", "t2i_train", "t2i_eval", "mmu_train", "mmu_eval"):
+        for key in self.INPUT_KEYS:
             if not getattr(self, key):
                 return [(key, "must name a local file or folder for kind: showo")]
         if self.image_size % 16:
