@@ -89,7 +89,8 @@ def write_showo_folder(folder: Path, phi_folder: Path, image_size: int, caption_
 
 
 def write_prompt_files(folder: Path, image_size: int, mmu_items: int = 12, seed: int = 0) -> dict[str, Path]:
-    """GenEval-format prompts, a caption list, and MMU train / eval JSONL with PNG images."""
+    """GenEval-format prompts, a caption list, and MMU train / eval JSONL with PNG images (yes/no
+    questions in POPE's form, and captioning items with reference captions)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,8 +104,12 @@ def write_prompt_files(folder: Path, image_size: int, mmu_items: int = 12, seed:
     for i in range(mmu_items):
         path = folder / "images" / f"{i:03d}.png"
         Image.fromarray(rng.integers(0, 256, (image_size + 8 * (i % 3), image_size, 3), dtype=np.uint8)).save(path)
-        rows.append({"image": f"images/{path.name}", "question": "is there a cat in the image?",
-                     "answer": "yes" if i % 2 else "no", "kind": "pope"})
+        if i % 3 == 2:  # a captioning item: reference captions, scored by CIDEr-D
+            rows.append({"image": f"images/{path.name}", "question": "describe the image briefly.", "kind": "caption",
+                         "references": ["random coloured noise", "a square of coloured static", "noise"]})
+        else:
+            rows.append({"image": f"images/{path.name}", "question": "is there a cat in the image?",
+                         "answer": "yes" if i % 2 else "no", "kind": "pope"})
     half = mmu_items // 2
     (folder / "mmu_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:half]))
     (folder / "mmu_eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[half:]))

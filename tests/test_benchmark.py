@@ -153,3 +153,14 @@ def test_student_arms_come_from_the_stages_with_an_arm(micro_params):
         ("turbo_dm", "model of dm", 0.0, {"init_mask_ratio": micro_params.distill.method("dm").mask_ratio})]
     arm = micro_params.distill.stages["dm"].arm
     assert arms[0].top_k == {t: k or None for t, k in arm.top_k.items()} and arms[0].temperature == arm.temperature
+
+
+def test_cider_equals_a_hand_computed_value():
+    """CIDEr-D of two images with one reference each, computed by hand: n-grams found in one image's
+    references only have idf log 2, 'a' (in both) idf 0; no 4-grams. Image A, "A red SQUARE!" against
+    "a red circle": cosines 1/2, 1/2, 0, 0 -> 10 * 1/4 = 2.5; image B, exact: 1, 1, 1, 0 -> 7.5; mean 5.0.
+    Case and punctuation do not count."""
+    from showo_turbo.evaluation.harness import cider
+
+    assert cider(["A red SQUARE!", "a blue square"], [["a red circle"], ["a blue square"]]) == pytest.approx(5.0)
+    assert cider(["a red circle", "a blue square"], [["a red circle"], ["a blue square"]]) == pytest.approx(7.5)

@@ -64,7 +64,11 @@ def test_the_world_holds_the_files_in_token_form(world, folders):
     assert [p.metadata for p in prompts] == GENEVAL and refs == [None] * 3
     assert world.categories == ("single_object", "two_object", "colors")
     questions, images = world.eval_mmu()
-    assert len(questions) == 6 and {q.answer for q in questions} == {"yes", "no"}
+    assert len(questions) == 6 and [q.kind for q in questions] == ["pope", "pope", "caption"] * 2
+    assert {q.answer for q in questions if q.kind == "pope"} == {"yes", "no"}
+    caption = next(q for q in questions if q.kind == "caption")  # its answer is its first reference
+    assert caption.references == ("random coloured noise", "a square of coloured static", "noise")
+    assert caption.answer == "random coloured noise"
     assert world.images_of(images).shape == (6, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert world.scorer() is None
     assert world.token_names([lay.code_offset + 7, lay.mask_id]) == ["<img:7>", "<|mask|>"]
@@ -91,6 +95,9 @@ def test_bad_files_are_named_with_their_line(folders, tmp_path):
         build_world(world_params(folders, t2i_eval=str(bad)), tmp_path / "w")
     bad.write_text('{"image": "nowhere.png", "question": "q?", "answer": "no"}\n')
     with pytest.raises(WorldFileError, match=r"bad.jsonl:1: image .*nowhere.png not found"):
+        build_world(world_params(folders, mmu_eval=str(bad)), tmp_path / "w")
+    bad.write_text('{"image": "%s", "question": "q?", "references": ["a dog", ""]}\n' % folders["t2i_train"])
+    with pytest.raises(WorldFileError, match=r"bad.jsonl:1: 'references' must be a list of non-empty strings"):
         build_world(world_params(folders, mmu_eval=str(bad)), tmp_path / "w")
     bad.write_text("{not json\n")
     with pytest.raises(WorldFileError, match=r"bad.jsonl:1: not a JSON line"):
@@ -162,6 +169,9 @@ def test_the_method_runs_on_the_real_world_and_exports_geneval(world, folders, t
     assert "score" not in row and row["images"] == 6 and row["seconds_per_image"] > 0  # nothing scored here
     assert "score_ratio_to_reference" not in metrics["summary"]["turbo_steps_2"]
     assert 0 <= metrics["mmu"]["teacher_ar"]["accuracy"] <= 1
+    for arm, r in metrics["mmu"].items():  # captioning items: CIDEr-D and the speed figures per kind
+        assert r["cider_caption"] >= 0 and "cider_pope" not in r, arm
+        assert r["forwards_per_token_caption"] > 0 and r["tokens_per_second_batch1_caption"] > 0, arm
     # GenEval's layout: one folder per prompt, its metadata line, images_per_prompt PNGs
     out = Path("geneval/turbo/steps_2")
     assert sorted(p.name for p in out.iterdir()) == ["00000", "00001", "00002"]

@@ -195,8 +195,10 @@ def tokens_per_second_batch1(model: ShowoModel, world: World, decoder: str, ep: 
 def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: EvaluateParams,
                  arms: Sequence[T2IArm] = ()) -> dict:
     """{teacher_ar, teacher_jacobi, turbo_jacobi, turbo_<stage>_jacobi...: {accuracy, forwards_per_token (stop="eot"),
-    forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, ...}}."""
+    forwards_per_token_block (stop="block"), tokens_per_second, tokens_per_second_batch1, and per question type
+    accuracy_<kind>, forwards_per_token_<kind>, tokens_per_second_batch1_<kind>, cider_<kind> (captioning)}}."""
     out = {}
+    kinds = sorted({q.kind for q in world.eval_mmu()[0]})
     for name, (model, decoder) in mmu_runs(teacher, student, arms).items():
         kw = {"block_size": ep.block_size, "seed": ep.seed, "precision": ep.precision, "jacobi_stop": "eot"}
         r = mmu_eval(model, world, decoder, batch_size=ep.batch_size, **kw)
@@ -205,6 +207,9 @@ def evaluate_mmu(teacher: ShowoModel, student: ShowoModel, world: World, ep: Eva
                                                     **{**kw, "jacobi_stop": "block"})
         out[name]["forwards_per_token_block"] = block["forwards_per_token"]
         out[name]["tokens_per_second_batch1"] = tokens_per_second_batch1(model, world, decoder, ep, ep.timing_batch, **kw)
+        for kind in kinds:  # per question type: the Jacobi speed-up where answers are long (describe, captions)
+            out[name][f"tokens_per_second_batch1_{kind}"] = tokens_per_second_batch1(model, world, decoder, ep, ep.timing_batch,
+                                                                                     kind=kind, **kw)
     return out
 
 

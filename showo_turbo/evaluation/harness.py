@@ -139,25 +139,45 @@ def mmu_prompts(world: World, questions, images, cfg):
     return left_pad(rows, world.layout.pad_id)
 
 
+def _caption_words(text: str) -> str:
+    """Lower case, punctuation dropped, single spaces (what COCO's PTB tokenizer leaves of a caption)."""
+    return " ".join("".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split())
+
+
+def cider(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """CIDEr-D of captions against each image's reference captions (pycocoevalcap's implementation;
+    document frequencies from these references, as in COCO's evaluation)."""
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [_caption_words(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [_caption_words(c)] for i, c in enumerate(candidates)}
+    return float(Cider().compute_score(gts, res)[0])
+
+
 def mmu_eval(model, world: World, decoder: str = "ar", batch_size: int = 64, max_new_tokens: int | None = None,
              block_size: int = 16, seed: int = 0, precision: str = "fp32", jacobi_stop: str = "block",
-             limit: int | None = None) -> dict:
+             limit: int | None = None, kind: str | None = None) -> dict:
     """Exact-match answer accuracy on the held-out questions, per question type too, with forward
     passes per generated token (per row as if decoded alone, prefill included, so AR gives exactly
-    1.0) and tokens per second. Forward passes run in `precision`; `jacobi_stop` is
-    `jacobi_generate`'s `stop` ("block" or "eot"); `limit`: only the first that many questions."""
+    1.0; per type too) and tokens per second. A type whose items carry reference captions
+    (`references`, e.g. captioning) is also scored by CIDEr-D (`cider_<kind>`). Forward passes run in
+    `precision`; `jacobi_stop` is `jacobi_generate`'s `stop` ("block" or "eot"); `kind`: only the
+    questions of that type; `limit`: only the first that many questions."""
     import time
 
     import torch
     from ..model.showo import autocast
     from ..model.sampling import ar_generate, jacobi_generate
     questions, images = world.eval_mmu()
+    if kind is not None:
+        keep = [i for i, q in enumerate(questions) if q.kind == kind]
+        questions, images = [questions[i] for i in keep], [images[i] for i in keep]
     if limit is not None:
         questions, images = questions[:limit], images[:limit]
     prompts = mmu_prompts(world, questions, images, model.config)
     max_new = max_new_tokens or world.answer_tokens + 1
     g = torch.Generator().manual_seed(seed)
-    answers, forwards, tokens, seconds = [], 0, 0, 0.0
+    answers, forwards, tokens, seconds = [], [], [], 0.0
     if decoder not in ("ar", "jacobi"):
         raise ValueError(f"decoder must be 'ar' or 'jacobi', got {decoder!r}")
     for i in range(0, len(questions), batch_size):
@@ -172,13 +192,17 @@ def mmu_eval(model, world: World, decoder: str = "ar", batch_size: int = 64, max
                                     stop=jacobi_stop)
                 row_forwards = r.stats["row_forwards"]  # prefill included, as for AR
         seconds += time.perf_counter() - t0
-        forwards += sum(row_forwards)
-        tokens += sum(len(t) for t in r.tokens)
+        forwards += list(row_forwards)
+        tokens += [len(t) for t in r.tokens]
         answers += [world.text.decode([x for x in t if x != model.config.eot_id]) for t in r.tokens]
     correct = [a == q.answer for a, q in zip(answers, questions)]
-    kinds = sorted({q.kind for q in questions})
-    return {"accuracy": float(np.mean(correct)),
-            **{f"accuracy_{k}": float(np.mean([c for c, q in zip(correct, questions) if q.kind == k])) for k in kinds},
-            "forwards_per_token": forwards / max(tokens, 1), "tokens_per_second": tokens / max(seconds, 1e-9),
-            "n_questions": len(questions), "examples": [{"question": q.question, "answer": q.answer, "got": a}
-                                                        for q, a in list(zip(questions, answers))[:5]]}
+    out = {"accuracy": float(np.mean(correct)), "forwards_per_token": sum(forwards) / max(sum(tokens), 1),
+           "tokens_per_second": sum(tokens) / max(seconds, 1e-9), "n_questions": len(questions)}
+    for k in sorted({q.kind for q in questions}):
+        rows = [i for i, q in enumerate(questions) if q.kind == k]
+        out[f"accuracy_{k}"] = float(np.mean([correct[i] for i in rows]))
+        out[f"forwards_per_token_{k}"] = sum(forwards[i] for i in rows) / max(sum(tokens[i] for i in rows), 1)
+        if all(getattr(questions[i], "references", ()) for i in rows):
+            out[f"cider_{k}"] = cider([answers[i] for i in rows], [questions[i].references for i in rows])
+    out["examples"] = [{"question": q.question, "answer": q.answer, "got": a} for q, a in list(zip(questions, answers))[:5]]
+    return out

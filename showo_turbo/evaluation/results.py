@@ -72,6 +72,21 @@ def results_markdown(metrics: dict) -> str:
     for arm, r in mmu.items():
         lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['forwards_per_token']:.3f} | {r['forwards_per_token_block']:.3f} | "
                      f"{r['tokens_per_second']:.1f} | {r['tokens_per_second_batch1']:.1f} |")
+    kinds = sorted(k[len("forwards_per_token_"):] for k in next(iter(mmu.values()))
+                   if k.startswith("forwards_per_token_") and k != "forwards_per_token_block")
+    if kinds:
+        ar = mmu.get("teacher_ar", {})
+        lines += ["", "### Per question type", "",
+                  "Batch-1 speed on the first questions of each type, against the teacher's AR on the same questions; "
+                  "CIDEr-D where the items carry reference captions.", "",
+                  "| arm | type | accuracy | CIDEr-D | passes per token | tokens/s batch 1 | vs teacher_ar |", "|---|---|---|---|---|---|---|"]
+        for arm, r in mmu.items():
+            for k in kinds:
+                b1, ref = r.get(f"tokens_per_second_batch1_{k}"), ar.get(f"tokens_per_second_batch1_{k}")
+                cider = r.get(f"cider_{k}")
+                lines.append(f"| {arm} | {k} | {r[f'accuracy_{k}']:.3f} | {'' if cider is None else f'{cider:.3f}'} | "
+                             f"{r[f'forwards_per_token_{k}']:.3f} | {'' if b1 is None else f'{b1:.1f}'} | "
+                             f"{f'{b1 / ref:.2f}x' if b1 and ref else ''} |")
     minutes = metrics.get("minutes_per_stage")
     if minutes:
         known = [m for m in minutes.values() if m is not None]

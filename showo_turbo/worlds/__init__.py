@@ -47,9 +47,10 @@ class EvalPrompt(Protocol):
 
 
 class EvalQuestion(Protocol):
-    kind: str       # question type (accuracy is also reported per type)
+    kind: str       # question type (accuracy and passes per token are also reported per type)
     question: str
     answer: str     # the reference answer (exact match)
+    # optional: `references`, reference captions; a type whose items all have them is scored by CIDEr-D too
 
 
 class TextTokenizer(Protocol):

@@ -4,8 +4,9 @@
   .jsonl whose lines carry `prompt` (GenEval's file works too);
 - evaluation prompts: GenEval's `evaluation_metadata.jsonl` (each line: tag, include, exclude?,
   prompt), every line kept as it is for the export;
-- MMU items: a .jsonl of {image, question, answer, kind?}, image paths relative to the file (POPE's
-  yes/no questions fit).
+- MMU items: a .jsonl of {image, question, answer, kind?, references?}, image paths relative to the
+  file (POPE's yes/no questions fit). `references`: reference captions (Flickr30K / NoCaps style),
+  which score the item by CIDEr-D; `answer` may then be left out (the first reference trains).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class MMUItem:
     question: str
     answer: str
     image: str  # absolute path
+    references: tuple[str, ...] = ()  # reference captions (CIDEr-D), or none
 
 
 def _existing(path: str | Path) -> Path:
@@ -95,8 +97,12 @@ def read_mmu(path: str | Path) -> list[MMUItem]:
         image = (path.parent / _text(row, "image", path, n)).resolve()
         if not image.is_file():
             raise WorldFileError(f"{path}:{n}: image {image} not found")
-        out.append(MMUItem(str(row.get("kind") or "mmu"), _text(row, "question", path, n), _text(row, "answer", path, n),
-                           str(image)))
+        refs = row.get("references", [])
+        if not isinstance(refs, list) or not all(isinstance(r, str) and r.strip() for r in refs):
+            raise WorldFileError(f"{path}:{n}: 'references' must be a list of non-empty strings")
+        refs = tuple(r.strip() for r in refs)
+        answer = _text(row, "answer", path, n) if "answer" in row or not refs else refs[0]
+        out.append(MMUItem(str(row.get("kind") or "mmu"), _text(row, "question", path, n), answer, str(image), refs))
     return out
 
 

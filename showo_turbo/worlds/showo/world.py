@@ -156,7 +156,8 @@ def build_world(wp: ShowoWorldParams, out_dir: str | Path) -> ShowoWorld:
     # 4. Evaluation sets, verbatim (GenEval's lines; image paths made absolute).
     (out / "eval_t2i.jsonl").write_text("".join(json.dumps(p.metadata) + "\n" for p in eval_prompts))
     (out / "eval_mmu.jsonl").write_text("".join(json.dumps({"image": x.image, "question": x.question, "answer": x.answer,
-                                                            "kind": x.kind}) + "\n" for x in mmu_eval))
+                                                            "kind": x.kind, "references": list(x.references)}) + "\n"
+                                                for x in mmu_eval))
     world = ShowoWorld(out, wp, text, vq, layout, {})
     world.summary = {
         "format": WORLD_FORMAT, "params": to_dict(wp), "fingerprint": world.fingerprint(),
