@@ -28,6 +28,14 @@ def machine(device: str, precision: str) -> dict:
             "torch": hw["torch"], "precision": precision, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
+def measured_on(m: dict) -> str:
+    """Where and when, from evaluate.json's `machine` record (which runs before 2026-12-07 lack)."""
+    if not m:
+        return "by a run that kept no machine record"
+    where = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores"
+    return f"on {m['date']}: {where}, torch {m['torch']}, {m['precision']}"
+
+
 def upstream_minutes(metrics_dir: str | Path, stages: list[str]) -> dict[str, float | None]:
     """Each earlier stage's wall time, as its runner recorded it in its metrics file (`stage_minutes`;
     None where the file or the record is missing). `stages`: world, teacher, trajectories, distill@<name>."""
@@ -54,10 +62,8 @@ def results_markdown(metrics: dict) -> str:
     steps = sorted({int(k.split("_")[1]) for rows in t2i.values() for k in rows})
     most = f"steps_{steps[-1]}"
     ref = t2i["teacher_cfg"][most]
-    where = m.get("gpu") or f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
     lines = ["# Results", "",
-             f"Written by the evaluate stage from `metrics/evaluate.json` on {m.get('date', '?')}: {where}, "
-             f"torch {m.get('torch', '?')}, {m.get('precision', '?')}. Rerun with `bash scripts/repro.sh`.", "",
+             f"Written from `metrics/evaluate.json`, measured {measured_on(m)}. Rerun with `bash scripts/repro.sh`.", "",
              "## Text to image", "",
              f"Score with its 95% interval; for the students, the score as a fraction of teacher_cfg at {steps[-1]} "
              "steps and the speed-up in seconds per image (batched).", "",
@@ -112,7 +118,7 @@ def readme_table(metrics: dict) -> str:
     for arm, r in mmu.items():
         lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['forwards_per_token']:.3f} | "
                      f"{r['tokens_per_second_batch1'] / ar['tokens_per_second_batch1']:.2f}x |")
-    lines += ["", f"Measured {m.get('date', '?')} on {m.get('gpu') or m.get('cpu', '?')}, {m.get('precision', '?')}."]
+    lines += ["", f"Measured {measured_on(m)}."]
     return "\n".join(lines)
 
 
