@@ -46,6 +46,12 @@ def upstream_minutes(metrics_dir: str | Path, stages: list[str]) -> dict[str, fl
     return out
 
 
+def _step_columns(t2i: dict) -> tuple[list[int], str]:
+    """The step counts of the T2I rows, ascending, and their Markdown header cells."""
+    steps = sorted({int(k.split("_")[1]) for rows in t2i.values() for k in rows})
+    return steps, " | ".join(f"{t} step{'s' if t > 1 else ''}" for t in steps)
+
+
 def _cell(row: dict, ref: dict | None) -> str:
     if "score" not in row:
         return f"{row['seconds_per_image']:.4f} s"
@@ -59,7 +65,7 @@ def results_markdown(metrics: dict) -> str:
     """The evaluate stage's tables as Markdown: T2I (every arm x step count: score, 95% interval, and
     for the students the score ratio and speed-up against teacher_cfg at its most steps) and MMU."""
     t2i, mmu, m = metrics["t2i"], metrics["mmu"], metrics.get("machine", {})
-    steps = sorted({int(k.split("_")[1]) for rows in t2i.values() for k in rows})
+    steps, header = _step_columns(t2i)
     most = f"steps_{steps[-1]}"
     ref = t2i["teacher_cfg"][most]
     lines = ["# Results", "",
@@ -67,7 +73,7 @@ def results_markdown(metrics: dict) -> str:
              "## Text to image", "",
              f"Score with its 95% interval; for the students, the score as a fraction of teacher_cfg at {steps[-1]} "
              "steps and the speed-up in seconds per image (batched).", "",
-             "| arm | " + " | ".join(f"{t} step{'s' if t > 1 else ''}" for t in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+             f"| arm | {header} |", "|---" * (len(steps) + 1) + "|"]
     for arm, rows in t2i.items():
         cells = [_cell(rows[f"steps_{t}"], ref if arm.startswith("turbo") else None) if f"steps_{t}" in rows else ""
                  for t in steps]
@@ -108,8 +114,8 @@ def readme_table(metrics: dict) -> str:
     """The README's headline: each arm's score at every step count (students without CFG), and the
     text decoders' passes per token and batch-1 speed against the teacher's AR."""
     t2i, mmu, m = metrics["t2i"], metrics["mmu"], metrics.get("machine", {})
-    steps = sorted({int(k.split("_")[1]) for rows in t2i.values() for k in rows})
-    lines = ["| T2I score | " + " | ".join(f"{t} step{'s' if t > 1 else ''}" for t in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    steps, header = _step_columns(t2i)
+    lines = [f"| T2I score | {header} |", "|---" * (len(steps) + 1) + "|"]
     for arm, rows in t2i.items():
         cells = [f"{rows[f'steps_{t}']['score']:.3f}" if rows.get(f"steps_{t}", {}).get("score") is not None else "" for t in steps]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")

@@ -141,6 +141,11 @@ class Section(BaseModel):
         """Keys allowed besides the fields: sections whose models are plug-ins' (validated by the section)."""
         return ()
 
+    def input_paths(self) -> dict[str, str]:
+        """Key -> the file or folder of a real world that this section reads (in a params file it must lie
+        under inputs/: `outside_inputs`)."""
+        return {}
+
     def check(self) -> list[tuple[str, str]]:
         return []
 
@@ -192,6 +197,9 @@ class TeacherParams(Section):
     showo_llm_dir: StrictStr
     train: TeacherTrainParams
     eval: TeacherEvalParams
+
+    def input_paths(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ("showo_dir", "showo_llm_dir")} if self.source == "showo" else {}
 
     def check(self) -> list[tuple[str, str]]:
         if self.source == "showo" and not self.showo_dir:
@@ -355,10 +363,6 @@ class Params(Section):
         return {n: st for n, st in self.distill.stages.items() if st.arm is not None}
 
     def check(self) -> list[tuple[str, str]]:
-        if self.teacher.source == "showo":
-            for key in ("showo_dir", "showo_llm_dir"):
-                if outside_inputs(getattr(self.teacher, key)):
-                    return [(f"teacher.{key}", outside_inputs(getattr(self.teacher, key)))]
         stages = self.distill.stages
         for name, st in stages.items():
             if st.segments > self.trajectories.steps:
@@ -470,10 +474,11 @@ def parse_params(data: Any, source: str = "params") -> Params:
         if not isinstance(data, dict):
             raise ParamsError(f"top level: expected a mapping, got {data!r}")
         world = validate_section(_world_model(data.get("world")), data.get("world"), "world.") if "world" in data else None
-        for key in getattr(type(world), "INPUT_KEYS", ()):  # a real world's files: DVC must see them (dvc.yaml)
-            if outside_inputs(getattr(world, key)):
-                raise ParamsError(f"world.{key}: {outside_inputs(getattr(world, key))}")
         params = validate_section(Params, data)
+        for prefix, section in (("world", world), ("teacher", params.teacher)):  # a real world's files: DVC must see them
+            for key, path in section.input_paths().items():
+                if outside_inputs(path):
+                    raise ParamsError(f"{prefix}.{key}: {outside_inputs(path)}")
         return params.model_copy(update={"world": world})
     except ParamsError as e:
         raise ParamsError(f"{source}: {e}") from None

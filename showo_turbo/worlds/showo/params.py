@@ -30,6 +30,9 @@ class ShowoWorldParams(Section):
     device: Choice("cpu", "cuda")
     bootstrap: NonNegInt
 
+    def input_paths(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in self.INPUT_KEYS}
+
     def check(self) -> list[tuple[str, str]]:
         for key in self.INPUT_KEYS:
             if not getattr(self, key):
