@@ -65,7 +65,7 @@ def test_an_unknown_method_is_refused_by_name():
     with pytest.raises(ParamsError, match="distill.toy: unknown key"):  # not registered: its section is unknown
         parse_params(data, "params.yaml")
     del data["distill"]["toy"]
-    with pytest.raises(ParamsError, match="distill.stages.t.method: unknown value 'toy'; allowed: consistency, dm"):
+    with pytest.raises(ParamsError, match="distill.stages.t.method: unknown value 'toy'; allowed: consistency, dm, mixture"):
         parse_params(data, "params.yaml")
     register_method("toy", "toy_method")
     try:

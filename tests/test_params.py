@@ -61,6 +61,17 @@ def test_the_default_pipeline_is_the_papers_method_and_the_dm_overlay_adds_an_ar
     assert text.splitlines()[0].startswith("# Pipeline parameters")  # the overlay keeps params.yaml's comments
 
 
+def test_the_mixture_overlay_adds_its_arm_on_stochastic_trajectories():
+    default = load_params(ROOT / "params.yaml")
+    mix = parse_params(overlaid("mixture"))
+    assert list(mix.distill.stages) == [*default.distill.stages, "mix"] and list(mix.arms()) == ["mix"]
+    assert mix.distill.stages["mix"].init_dir == f"data/students/{mix.evaluate.student}"
+    tp = mix.trajectories  # several teacher images per caption, as many trajectories as the default
+    assert tp.decoding == "stochastic" and tp.samples_per_caption > 1
+    assert tp.captions * tp.samples_per_caption == default.trajectories.captions
+    assert mix.distill.method("mixture").draws > 1
+
+
 def test_the_real_showo_presets_hold_the_official_settings_and_take_the_micro_overlay():
     """params/showo-256.yaml and showo-512.yaml (zhijie-group/Show-o-Turbo's values), alone and with the
     micro overlay the showo pipeline test runs: only folders and sizes change."""
@@ -104,7 +115,7 @@ def test_curriculum_errors_name_the_stage():
 def test_stage_methods_and_the_arms_that_name_them():
     data = overlaid("dm")
     data["distill"]["stages"]["dm"]["method"] = "dmd"
-    assert error_of(data) == "params.yaml: distill.stages.dm.method: unknown value 'dmd'; allowed: consistency, dm"
+    assert error_of(data) == "params.yaml: distill.stages.dm.method: unknown value 'dmd'; allowed: consistency, dm, mixture"
     data = overlaid("dm")
     data["evaluate"]["student"] = "dm"
     assert error_of(data) == ("params.yaml: evaluate.student: must be one of the distill.stages with method consistency "

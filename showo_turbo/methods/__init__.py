@@ -19,8 +19,8 @@ A method is a module `showo_turbo.methods.<name>` named by a stage's `method:` i
     scored_steps(eval_steps) -> list[int]
                             the step counts its student is scored at after the stage
 
-The paper's method is `consistency`; `dm` (noise-input distribution matching) is added by the
-preset params/dm.yaml. A new method is a new file here plus a line in METHODS (or, for a method
+The paper's method is `consistency`; `dm` (noise-input distribution matching) and `mixture` (a
+Di4C latent and mixture likelihood) are added by the presets params/dm.yaml and params/mixture.yaml. A new method is a new file here plus a line in METHODS (or, for a method
 living elsewhere, `register_method`), and a test.
 """
 
@@ -30,7 +30,8 @@ from types import ModuleType
 
 from ..pipeline.plugins import plugin_module
 
-METHODS: dict[str, str] = {"consistency": "showo_turbo.methods.consistency", "dm": "showo_turbo.methods.dm"}
+METHODS: dict[str, str] = {"consistency": "showo_turbo.methods.consistency", "dm": "showo_turbo.methods.dm",
+                           "mixture": "showo_turbo.methods.mixture"}
 
 
 def register_method(name: str, module: str) -> None:

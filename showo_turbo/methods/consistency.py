@@ -85,21 +85,24 @@ def draw_batch(batches: TrajectoryBatches, batch_t2i: int, g: torch.Generator) -
     caption, caption_len = t2i["caption"][rows].long(), t2i["caption_len"][rows].long()
     ids = t2i_sequences(caption, caption_len, image_state_ids(state, cfg), cfg)
     return {"t2i_ids": ids, "t2i_masked": masked, "t2i_probs": probs, "t2i_index": index,
-            "caption": caption, "caption_len": caption_len, **batches.draw_text(g)}
+            "t2i_final": t2i["codes"][rows].long(), "caption": caption, "caption_len": caption_len,
+            **batches.draw_text(g)}
 
 
 class ConsistencyObjective(nn.Module):
     """Wraps the student; `forward(batch)` returns every loss of steps 3-5."""
 
-    def __init__(self, student: ShowoModel, dp: DistillParams):
+    def __init__(self, student: ShowoModel, dp: DistillParams, section: Section | None = None):
         super().__init__()
-        self.student, self.dp = student, dp
+        self.student, self.dp, self.section = student, dp, section
+
+    def image_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # 3. Image consistency: the student, without CFG, jumps from x_t to its segment's end.
+        per_pos = soft_cross_entropy(self.student.image_logits(batch["t2i_ids"]), batch["t2i_probs"], batch["t2i_index"])
+        return {"image": (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        m, out = self.student, {}
-        # 3. Image consistency: the student, without CFG, jumps from x_t to its segment's end.
-        per_pos = soft_cross_entropy(m.image_logits(batch["t2i_ids"]), batch["t2i_probs"], batch["t2i_index"])
-        out["image"] = (per_pos * batch["t2i_masked"]).sum() / batch["t2i_masked"].sum().clamp(min=1)
+        m, out = self.student, self.image_losses(batch)
         # 4. LM on the captions, then text consistency (x_i towards x_e) and AR, one packed forward.
         out["lm"] = lm_loss(m, batch["caption"], batch["caption_len"])
         out.update(text_losses(m, batch))
@@ -109,22 +112,31 @@ class ConsistencyObjective(nn.Module):
 
 
 class Training:
-    """One consistency stage's training state: the student, its AdamW and its batches."""
+    """One consistency stage's training state: the student, its AdamW and its batches. A method that
+    trains on the same trajectory batches with another image loss subclasses it (methods/mixture.py)."""
+
+    Objective = ConsistencyObjective
 
     def __init__(self, acc, stage: StageEntry, dp: DistillParams, trajectories_dir: str | Path,
                  teacher_dir: str | Path | None = None, resume: Path | None = None):
-        self.acc, self.dp, self.section = acc, dp, dp.method("consistency")
-        student = load_model((resume or Path(stage.init_dir)) / "model.safetensors").train()
+        self.acc, self.dp, self.section = acc, dp, dp.method(stage.method)
+        student = self.load_student((resume or Path(stage.init_dir)) / "model.safetensors").train()
         opt = torch.optim.AdamW(student.parameters(), lr=self.section.lr, weight_decay=dp.weight_decay)
         if resume is not None:
             opt.load_state_dict(read_torch_state(resume / "state.pt", CheckpointError)["optimizer"])
-        self.objective, self.opt = acc.prepare(ConsistencyObjective(student, dp), opt)
+        self.objective, self.opt = acc.prepare(self.Objective(student, dp, self.section), opt)
         self.batches = TrajectoryBatches(trajectories_dir, stage, dp, student.config)
+
+    def load_student(self, path: Path) -> ShowoModel:
+        return load_model(path)
+
+    def draw(self, g: torch.Generator) -> dict[str, torch.Tensor]:
+        return draw_batch(self.batches, self.section.batch_t2i, g)
 
     def step(self, step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         acc = self.acc
         set_lr(self.opt, warmup_lr(step, self.section.lr, self.dp.warmup_steps))
-        batch = {k: v.to(acc.device) for k, v in draw_batch(self.batches, self.section.batch_t2i, g).items()}
+        batch = {k: v.to(acc.device) for k, v in self.draw(g).items()}
         with acc.autocast():
             losses = self.objective(batch)
         optimizer_update(acc, self.opt, self.objective, losses["total"], self.dp.grad_clip)

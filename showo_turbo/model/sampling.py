@@ -112,19 +112,22 @@ def caption_ids(captions: torch.Tensor, caption_len: torch.Tensor, cfg_scale: fl
 
 @torch.no_grad()
 def guided_logits(model: ShowoModel, captions: torch.Tensor, caption_len: torch.Tensor, image_ids: torch.Tensor,
-                  cfg_scale: float, prompt_cache: CaptionCache | None = None) -> torch.Tensor:
+                  cfg_scale: float, prompt_cache: CaptionCache | None = None,
+                  latent: torch.Tensor | None = None) -> torch.Tensor:
     """[B, N, codebook] logits at the image positions; with CFG, `(1+s) cond - s uncond`, the
     unconditional (empty-caption) rows computed in the same doubled batch. s = 0 is the plain
     conditional pass. `prompt_cache`: the captions' keys and values (`CaptionCache` of
-    `caption_ids(...)`), so that only the image block runs."""
+    `caption_ids(...)`), so that only the image block runs. `latent` [B]: a mixture student's lambdas."""
     cfg = model.config
     ids = guided_sequences(captions, caption_len, image_ids, cfg_scale, cfg)
     ids = ids.to(model.device)
+    if latent is not None and cfg_scale != 0:
+        latent = latent.repeat(2)
     # The sampler's own bookkeeping stays on the CPU (seeded CPU generators); only the forward pass moves.
     if prompt_cache is not None:
-        logits = prompt_cache.image_logits(ids).float().cpu()
+        logits = prompt_cache.image_logits(ids, latent).float().cpu()
     else:
-        logits = model.image_logits(ids, omni_attention_mask(ids, cfg)).float().cpu()
+        logits = model.image_logits(ids, omni_attention_mask(ids, cfg), latent).float().cpu()
     if cfg_scale == 0:
         return logits
     cond, uncond = logits.chunk(2)
@@ -192,6 +195,10 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
 
     `prompt_cache` (default): the captions' keys and values are computed once (`CaptionCache`) and
     every step runs only the image block; False recomputes the whole sequence at every step.
+
+    A model with a mixture latent (methods/mixture.py) gets a fresh lambda ~ U(0, 1) per image at
+    every step, drawn from `generator`: each step samples from the student's mixture at its state,
+    as Di4C's sampler does.
     """
     if sample not in ("multinomial", "argmax"):
         raise ValueError(f"sample must be 'multinomial' or 'argmax', got {sample!r}")
@@ -208,7 +215,9 @@ def t2i_generate(model: ShowoModel, captions: torch.Tensor, caption_len: torch.T
     for k in range(steps):
         # 1. Logits over codes at image positions (conditional and unconditional in one batch).
         state = start if k == 0 and init_mask_ratio is not None else codes  # the noisy start: every position to predict
-        logits = top_k_filter(guided_logits(model, captions, caption_len, image_state_ids(state, cfg), cfg_scale, cache), top_k)
+        latent = torch.rand(B, generator=generator) if cfg.mixture_latent else None
+        logits = guided_logits(model, captions, caption_len, image_state_ids(state, cfg), cfg_scale, cache, latent)
+        logits = top_k_filter(logits, top_k)
         forwards += 1
         probs = logits.softmax(-1)
         if return_trajectory:

@@ -54,6 +54,8 @@ class ShowoConfig:
     # Omni-attention quirks (Show-o's `rm_pad_in_image=True`: both on).
     hide_pads_from_image: bool = True
     hide_pads_from_text: bool = True
+    # A Di4C latent input (methods/mixture.py): image positions also see an embedding of a scalar lambda.
+    mixture_latent: bool = False
 
     @property
     def layout(self) -> VocabLayout:
@@ -224,14 +226,51 @@ def mmu_position_ids(ids: torch.Tensor, cfg: ShowoConfig) -> torch.Tensor:
 # The model.
 
 
+class MixtureLatent(nn.Module):
+    """Di4C's latent input (Hayakawa et al., arXiv 2410.08709; sony/di4c): lambda in [0, 1) as a
+    sinusoidal embedding of 1000 lambda (128 features) through Linear-GELU-Linear to the hidden size.
+    Di4C appends it as one extra token; here it is added to the input embedding of every image
+    position (a code or [MASK]), so that the omni-attention masks and the caption cache stay as they
+    are. PyTorch's default initialisation, as Di4C's: with a zero last layer every lambda gives the
+    same output, a saddle where the mixture terms' gradient vanishes (the two-mode toy of
+    tests/test_method_mixture.py then learns nothing), so the student starts slightly off its init."""
+
+    FEATURES = 128
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(self.FEATURES, 4 * self.FEATURES), nn.GELU(),
+                                 nn.Linear(4 * self.FEATURES, hidden_size))
+
+    def forward(self, lam: torch.Tensor) -> torch.Tensor:
+        """[B] lambdas -> [B, hidden]."""
+        half = self.FEATURES // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=lam.device) / half)
+        angles = 1000.0 * lam.float().view(-1, 1) * freqs
+        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=-1).to(self.mlp[0].weight.dtype))
+
+
 class ShowoModel(nn.Module):
     def __init__(self, cfg: ShowoConfig):
         super().__init__()
         self.config = cfg
         self.showo = PhiForCausalLM(cfg.phi_config())
+        self.latent = MixtureLatent(cfg.hidden_size) if cfg.mixture_latent else None
 
-    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.showo.model(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+    def embed(self, ids: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of `ids` with the latent `latent` [B] added at the image positions."""
+        if self.latent is None:
+            raise ValueError("this model has no mixture latent (config.mixture_latent is False)")
+        lay = self.config.layout
+        emb = self.showo.model.embed_tokens(ids)
+        image = ((ids >= lay.code_offset) & (ids <= lay.mask_id)).unsqueeze(-1)
+        return emb + image * self.latent(latent.to(ids.device)).unsqueeze(1).to(emb.dtype)
+
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+               latent: torch.Tensor | None = None, **cache) -> torch.Tensor:
+        """Last hidden states; `latent` [B]: a mixture latent per row (models with one only)."""
+        inputs = {"input_ids": ids} if latent is None else {"inputs_embeds": self.embed(ids, latent)}
+        return self.showo.model(**inputs, attention_mask=mask, position_ids=position_ids, **cache).last_hidden_state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.showo.lm_head(hidden)
@@ -239,11 +278,12 @@ class ShowoModel(nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits(self.hidden(ids, mask, position_ids))
 
-    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def image_logits(self, ids: torch.Tensor, mask: torch.Tensor | None = None,
+                     latent: torch.Tensor | None = None) -> torch.Tensor:
         """[B, N, codebook] logits over image codes only at the image positions of T2I sequences."""
         cfg = self.config
         mask = omni_attention_mask(ids, cfg) if mask is None else mask
-        return self.code_logits(self.hidden(ids, mask)[:, image_slice(cfg)])
+        return self.code_logits(self.hidden(ids, mask, latent=latent)[:, image_slice(cfg)])
 
     def code_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The LM head restricted to the image codes' rows: [.., d] -> [.., codebook]."""
@@ -277,7 +317,7 @@ class CaptionCache:
         model.showo.model(input_ids=caption_ids, attention_mask=omni_attention_mask(caption_ids, model.config),
                           cache=self.cache, use_cache=True)
 
-    def image_logits(self, ids: torch.Tensor) -> torch.Tensor:
+    def image_logits(self, ids: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
         """`ShowoModel.image_logits` of whole T2I sequences `ids` whose caption part is this cache's."""
         m, cfg, P = self.model, self.model.config, self.length
         ids = ids.to(m.device)
@@ -289,8 +329,7 @@ class CaptionCache:
         block = ids[:, P:]
         img = slice(image_slice(cfg).start - P, image_slice(cfg).stop - P)
         try:
-            h = m.showo.model(input_ids=block, attention_mask=self.block_mask, position_ids=self.block_positions,
-                              cache=self.cache, use_cache=True).last_hidden_state[:, img]
+            h = m.hidden(block, self.block_mask, self.block_positions, latent, cache=self.cache, use_cache=True)[:, img]
         finally:
             self.cache.crop(P - self.cache.get_seq_length())  # back to the caption alone (a negative crop)
         return m.code_logits(h)
