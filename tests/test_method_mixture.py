@@ -85,24 +85,32 @@ def toy_model(seed: int) -> ShowoModel:
     return with_latent(ShowoModel(cfg), seed)
 
 
-def train_toy(draws: int, steps: int = 300, B: int = 32, seed: int = 0, zero_latent: bool = False) -> ShowoModel:
+def zero_latent(model: ShowoModel) -> None:
+    torch.nn.init.zeros_(model.latent.mlp[-1].weight)
+    torch.nn.init.zeros_(model.latent.mlp[-1].bias)
+
+
+def toy_batch(model: ShowoModel, final: torch.Tensor, latent: torch.Tensor) -> dict:
+    """All-[MASK] states of the toy caption, the data's marginal (1/2 each) as the target, `final` [B, 2]."""
+    B = len(final)
+    caption, length = torch.tensor([[3, 4, 5, 6]]).expand(B, -1), torch.full((B,), 4)
+    ids = t2i_sequences(caption, length, image_state_ids(torch.full((B, 2), -1), model.config), model.config)
+    return {"t2i_ids": ids, "t2i_masked": torch.ones(B, 2, dtype=torch.bool), "t2i_probs": torch.full((B, 2, 2), 0.5),
+            "t2i_index": torch.tensor([0, 1]).expand(B, 2, 2), "t2i_final": final, "latent": latent}
+
+
+def train_toy(draws: int, steps: int = 300, B: int = 32, seed: int = 0, zero: bool = False) -> ShowoModel:
     """The mixture objective's image losses from an all-[MASK] state; the target marginal is the
     data's (A or B at 1/2 each), so marginal + joint terms are the mixture's likelihood of the data."""
     model = toy_model(seed).train()
-    if zero_latent:
-        torch.nn.init.zeros_(model.latent.mlp[-1].weight)
-        torch.nn.init.zeros_(model.latent.mlp[-1].bias)
+    if zero:
+        zero_latent(model)
     objective = MixtureObjective(model, None, SimpleNamespace(draws=draws, weight_joint=1.0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
-    caption, length = torch.tensor([[3, 4, 5, 6]]).expand(B, -1), torch.full((B,), 4)
-    ids = t2i_sequences(caption, length, image_state_ids(torch.full((B, 2), -1), model.config), model.config)
     for _ in range(steps):
         mode = torch.randint(0, 2, (B, 1), generator=g)
-        batch = {"t2i_ids": ids, "t2i_masked": torch.ones(B, 2, dtype=torch.bool),
-                 "t2i_probs": torch.full((B, 2, 2), 0.5), "t2i_index": torch.tensor([0, 1]).expand(B, 2, 2),
-                 "t2i_final": mode.expand(B, 2), "latent": torch.rand(B * draws, generator=g)}
-        loss = objective.image_losses(batch)["image"]
+        loss = objective.image_losses(toy_batch(model, mode.expand(B, 2), torch.rand(B * draws, generator=g)))["image"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -133,17 +141,13 @@ def test_a_zero_latent_is_a_saddle_of_the_mixture_terms():
     """Why the latent's last layer keeps PyTorch's initialisation: with zero weights every lambda gives
     the same output, the correlated term's gradient vanishes, and the toy never leaves the product."""
     model = toy_model(0)
-    torch.nn.init.zeros_(model.latent.mlp[-1].weight)
-    torch.nn.init.zeros_(model.latent.mlp[-1].bias)
+    zero_latent(model)
     objective = MixtureObjective(model, None, SimpleNamespace(draws=4, weight_joint=1.0))
-    ids = t2i_sequences(torch.tensor([[3, 4, 5, 6]]).expand(8, -1), torch.full((8,), 4),
-                        image_state_ids(torch.full((8, 2), -1), model.config), model.config)
-    batch = {"t2i_ids": ids, "t2i_masked": torch.ones(8, 2, dtype=torch.bool), "t2i_probs": torch.full((8, 2, 2), 0.5),
-             "t2i_index": torch.tensor([0, 1]).expand(8, 2, 2), "t2i_final": torch.tensor([[0, 0], [1, 1]]).repeat(4, 1),
-             "latent": torch.rand(32, generator=torch.Generator().manual_seed(0))}
+    batch = toy_batch(model, torch.tensor([[0, 0], [1, 1]]).repeat(4, 1),
+                      torch.rand(32, generator=torch.Generator().manual_seed(0)))
     objective.image_losses(batch)["joint"].backward()
     assert all(p.grad is None or p.grad.abs().max() < 1e-6 for p in model.parameters())
-    x = toy_samples(train_toy(draws=8, steps=100, zero_latent=True))
+    x = toy_samples(train_toy(draws=8, steps=100, zero=True))
     assert (x[:, 0] != x[:, 1]).float().mean() > 0.4
 
 

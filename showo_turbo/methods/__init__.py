@@ -20,8 +20,9 @@ A method is a module `showo_turbo.methods.<name>` named by a stage's `method:` i
                             the step counts its student is scored at after the stage
 
 The paper's method is `consistency`; `dm` (noise-input distribution matching) and `mixture` (a
-Di4C latent and mixture likelihood) are added by the presets params/dm.yaml and params/mixture.yaml. A new method is a new file here plus a line in METHODS (or, for a method
-living elsewhere, `register_method`), and a test.
+Di4C latent and mixture likelihood) are added by the presets params/dm.yaml and params/mixture.yaml.
+A new method is a new file here plus a line in METHODS (or, for a method living elsewhere,
+`register_method`), and a test.
 """
 
 from __future__ import annotations
